@@ -1,0 +1,49 @@
+# Shared Python for all rules: config validation, parse-time input checks, path helpers.
+import json
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+validate(config, schema="../config/schema.yaml")
+
+from irneurons import data as irdata
+from irneurons import model as irmodel
+from irneurons.provenance import config_hash
+
+
+RESULTS = f"results/{config['name']}"
+DATASETS = list(config["datasets"])
+IN_DOMAIN = [d for d in DATASETS if config["datasets"][d].get("role", "in_domain") == "in_domain"]
+CONFIG_HASH = config_hash(config)
+SEED = config["seed"]
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+
+
+def dataset_cfg(wildcards):
+    return config["datasets"][wildcards.dataset]
+
+
+def check_inputs():
+    """Fail at parse time, with one line naming the culprit, before any job runs."""
+    try:
+        for name, cfg in config["datasets"].items():
+            spec = irdata.DatasetSpec.from_config(name, cfg)
+            split = spec.split
+            if split.get("train", 0) + split.get("attribution", 0.3) > 1:
+                raise irdata.DataError(
+                    f"dataset '{name}': split train + attribution exceeds 1"
+                )
+            irdata.check_source(spec)
+        if config["model"].get("finetune") and not IN_DOMAIN:
+            raise irdata.DataError(
+                "model.finetune is true but no dataset has role in_domain"
+            )
+        irmodel.resolve_model_source(config["model"]["source"])
+    except (irdata.DataError, irmodel.ModelError) as err:
+        raise WorkflowError(f"irneurons config error: {err}") from None
+
+
+check_inputs()

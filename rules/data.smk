@@ -1,0 +1,62 @@
+# Data: ir_datasets id or local BEIR folder -> queries (with split), qrels (with gains), candidates, pairs.
+
+
+rule dataset:
+    output:
+        queries=f"{RESULTS}/data/{{dataset}}/queries.parquet",
+        qrels=f"{RESULTS}/data/{{dataset}}/qrels.parquet",
+    params:
+        spec=dataset_cfg,
+        cache=config["ir_datasets"],
+    log:
+        f"{RESULTS}/logs/dataset/{{dataset}}.log",
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/prepare_dataset.py"
+
+
+rule candidates:
+    input:
+        queries=rules.dataset.output.queries,
+        qrels=rules.dataset.output.qrels,
+    output:
+        candidates=f"{RESULTS}/data/{{dataset}}/candidates.parquet",
+        docs=f"{RESULTS}/data/{{dataset}}/docs.parquet",
+    params:
+        spec=dataset_cfg,
+        cache=config["ir_datasets"],
+    log:
+        f"{RESULTS}/logs/candidates/{{dataset}}.log",
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    script:
+        "../scripts/first_stage.py"
+
+
+rule pairs:
+    input:
+        queries=rules.dataset.output.queries,
+        qrels=rules.dataset.output.qrels,
+        candidates=rules.candidates.output.candidates,
+    output:
+        pairs=f"{RESULTS}/data/{{dataset}}/pairs.parquet",
+    params:
+        per_class=config["pairs"]["per_class"],
+        shard_size=config["pairs"]["shard_size"],
+        seed=SEED,
+    log:
+        f"{RESULTS}/logs/pairs/{{dataset}}.log",
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/sample_pairs.py"

@@ -1,0 +1,113 @@
+# Model: optional fine-tune of the cross-encoder, baseline re-ranking (BM25 vs cross-encoder vs fusion), metrics.
+
+
+if config["model"]["finetune"]:
+
+    rule finetune:
+        input:
+            queries=expand(rules.dataset.output.queries, dataset=IN_DOMAIN),
+            qrels=expand(rules.dataset.output.qrels, dataset=IN_DOMAIN),
+            candidates=expand(rules.candidates.output.candidates, dataset=IN_DOMAIN),
+            docs=expand(rules.candidates.output.docs, dataset=IN_DOMAIN),
+        output:
+            model=directory(f"{RESULTS}/model/hf"),
+            ref=f"{RESULTS}/model/model.json",
+            train_log=f"{RESULTS}/model/train_log.json",
+        params:
+            model=config["model"],
+            finetune=config["finetune"],
+            seed=SEED,
+            config_hash=CONFIG_HASH,
+        threads: max(1, workflow.cores)
+        log:
+            f"{RESULTS}/logs/finetune.log",
+        conda:
+            "../envs/torch.yaml"
+        resources:
+            mem_mb=8000,
+            runtime=120,
+            gpu=1,
+        script:
+            "../scripts/finetune.py"
+
+else:
+
+    rule model_reference:
+        output:
+            ref=f"{RESULTS}/model/model.json",
+        params:
+            model=config["model"],
+            config_hash=CONFIG_HASH,
+        log:
+            f"{RESULTS}/logs/model_reference.log",
+        conda:
+            "../envs/torch.yaml"
+        resources:
+            mem_mb=1000,
+            runtime=10,
+        script:
+            "../scripts/model_reference.py"
+
+
+rule rerank:
+    input:
+        queries=rules.dataset.output.queries,
+        candidates=rules.candidates.output.candidates,
+        docs=rules.candidates.output.docs,
+        model=f"{RESULTS}/model/model.json",
+    output:
+        scores=f"{RESULTS}/runs/{{dataset}}/scores.parquet",
+        bm25=f"{RESULTS}/runs/{{dataset}}/bm25.trec",
+        ce=f"{RESULTS}/runs/{{dataset}}/cross_encoder.trec",
+        fusion=f"{RESULTS}/runs/{{dataset}}/fusion.trec",
+    params:
+        rerank=config["rerank"],
+    threads: max(1, workflow.cores)
+    log:
+        f"{RESULTS}/logs/rerank/{{dataset}}.log",
+    conda:
+        "../envs/torch.yaml"
+    resources:
+        mem_mb=6000,
+        runtime=60,
+        gpu=1,
+    script:
+        "../scripts/rerank.py"
+
+
+rule baseline_metrics:
+    input:
+        scores=rules.rerank.output.scores,
+        qrels=rules.dataset.output.qrels,
+    output:
+        metrics=f"{RESULTS}/metrics/{{dataset}}/baseline.json",
+        per_query=f"{RESULTS}/metrics/{{dataset}}/baseline_per_query.csv",
+    params:
+        seed=SEED,
+        config_hash=CONFIG_HASH,
+    log:
+        f"{RESULTS}/logs/baseline_metrics/{{dataset}}.log",
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/baseline_metrics.py"
+
+
+rule baseline_table:
+    input:
+        metrics=expand(rules.baseline_metrics.output.metrics, dataset=DATASETS),
+    output:
+        csv=f"{RESULTS}/tables/baseline.csv",
+        md=f"{RESULTS}/tables/baseline.md",
+    log:
+        f"{RESULTS}/logs/baseline_table.log",
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/baseline_table.py"

@@ -1,0 +1,16 @@
+"""One table: BM25 vs cross-encoder vs fusion per dataset (means, deltas vs BM25, paired-test p-values)."""
+
+import json
+
+from irneurons import evaluate
+from irneurons.provenance import setup_logging
+
+setup_logging(snakemake.log[0])
+records = []
+for path in snakemake.input.metrics:
+    with open(path) as fh:
+        records.append(json.load(fh))
+table = evaluate.baseline_table(records)
+table.to_csv(snakemake.output.csv, index=False)
+with open(snakemake.output.md, "w") as fh:
+    fh.write(evaluate.to_markdown(table) + "\n")

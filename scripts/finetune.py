@@ -1,0 +1,28 @@
+"""Fine-tune the configured encoder into a cross-encoder on the in-domain training queries; save an HF folder."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from irneurons import finetune, model
+from irneurons.provenance import setup_logging, stamp
+
+setup_logging(snakemake.log[0])
+mcfg, fcfg = snakemake.params.model, dict(snakemake.params.finetune)
+fcfg.setdefault("seed", snakemake.params.seed)
+cfg = finetune.FinetuneConfig.from_dict({**fcfg, "max_length": mcfg["max_length"]})
+tables = [
+    {"name": Path(q).parent.name, "queries": pd.read_parquet(q), "qrels": pd.read_parquet(r),
+     "candidates": pd.read_parquet(c), "docs": pd.read_parquet(d)}
+    for q, r, c, d in zip(snakemake.input.queries, snakemake.input.qrels, snakemake.input.candidates, snakemake.input.docs)
+]
+queries, docs, positives, pools = finetune.training_data(tables, cfg.group_size)
+device = model.pick_device(snakemake.threads)
+net, tokenizer = model.load_cross_encoder(mcfg["source"], mcfg.get("num_labels"), device)
+info = finetune.finetune(net, tokenizer, queries, docs, positives, pools, cfg)
+net.save_pretrained(snakemake.output.model)
+tokenizer.save_pretrained(snakemake.output.model)
+prov = stamp(snakemake.config, cfg.seed, base_model=mcfg["source"], device=device)
+finetune.save_train_log(snakemake.output.train_log, {**info, "provenance": prov})
+model.write_model_ref(snakemake.output.ref, "./" + snakemake.output.model, {**mcfg, "num_labels": net.config.num_labels},
+                      finetuned=True, provenance=prov)

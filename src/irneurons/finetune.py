@@ -1,0 +1,171 @@
+"""Fine-tune an encoder into a 1-logit cross-encoder with a localized contrastive loss over BM25 negatives.
+
+Recipe (../shared/notes/finetune-recipe.md, v2): for each positive (query, relevant doc) draw G−1 negatives
+uniformly without replacement from the query's first-stage candidates that have no qrels row; the loss of a
+group is softmax cross-entropy with the positive as the target class,
+
+    L = −log( exp F(q, d⁺) / Σ_{d ∈ group} exp F(q, d) ).
+
+AdamW (weight decay 0.01, gradient-norm clip 1.0) with a high learning rate on the fresh head (classifier and
+pooler) and a low one on the encoder; linear warm-up then linear decay to 0 at ``steps``. The number of steps is
+fixed (not wall-clock driven) so that the same seed gives the same model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FinetuneConfig:
+    steps: int = 800
+    groups_per_step: int = 2
+    group_size: int = 8
+    lr_encoder: float = 5e-5
+    lr_head: float = 1e-3
+    warmup_steps: int = 30
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    max_length: int = 128
+    bf16: bool = True
+    seed: int = 0
+    max_seconds: float | None = None  # safety cap; hitting it is logged (the run is then not step-exact)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FinetuneConfig":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def training_groups(
+    qrels: pd.DataFrame, candidates: pd.DataFrame, train_qids, group_size: int
+) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
+    """Positives [(qid, doc_id)] with gain > 0 and, per query, its negative pool (candidates with no qrels row).
+
+    Queries whose pool has fewer than ``group_size − 1`` negatives are dropped (a group must be full).
+    """
+    train_qids = set(train_qids)
+    q = qrels[qrels["qid"].isin(train_qids)]
+    judged = set(zip(q["qid"], q["doc_id"]))
+    pools: dict[str, list[str]] = {}
+    for qid, doc in zip(candidates["qid"], candidates["doc_id"]):
+        if qid in train_qids and (qid, doc) not in judged:
+            pools.setdefault(qid, []).append(doc)
+    pools = {k: sorted(v) for k, v in pools.items() if len(v) >= group_size - 1}
+    pos = sorted((a, b) for a, b, g in zip(q["qid"], q["doc_id"], q["gain"]) if g > 0 and a in pools)
+    return pos, pools
+
+
+def linear_schedule(step: int, warmup: int, total: int) -> float:
+    """LR multiplier: (step+1)/warmup during warm-up, then linear decay (total − step)/(total − warmup) to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def finetune(
+    model,
+    tokenizer,
+    queries: dict[str, str],
+    docs: dict[str, str],
+    positives: list[tuple[str, str]],
+    pools: dict[str, list[str]],
+    cfg: FinetuneConfig,
+    progress: bool = True,
+) -> dict:
+    """Train ``model`` in place; returns a log dict (losses per step, steps done, seconds, config)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from .model import encode
+
+    if not positives:
+        raise ValueError("no training positives: the train split has no judged relevant documents with enough negatives")
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    head_names = ("classifier", "pooler")
+    head = [p for n, p in model.named_parameters() if any(h in n for h in head_names)]
+    body = [p for n, p in model.named_parameters() if not any(h in n for h in head_names)]
+    opt = torch.optim.AdamW(
+        [{"params": body, "lr": cfg.lr_encoder}, {"params": head, "lr": cfg.lr_head}], weight_decay=cfg.weight_decay
+    )
+    base_lrs = [g["lr"] for g in opt.param_groups]
+    device = next(model.parameters()).device
+    model.train()
+    order: list[tuple[str, str]] = []
+    losses: list[float] = []
+    start = time.perf_counter()
+    bar = tqdm(range(cfg.steps), desc="fine-tune", unit="step", disable=not progress, mininterval=10)
+    for step in bar:
+        if cfg.max_seconds is not None and time.perf_counter() - start > cfg.max_seconds:
+            log.warning("fine-tuning stopped by max_seconds=%s after %d of %d steps", cfg.max_seconds, step, cfg.steps)
+            break
+        qs, ds = [], []
+        for _ in range(cfg.groups_per_step):
+            if not order:  # a new pass over the positives, in a seeded order
+                order = positives.copy()
+                rng.shuffle(order)
+            qid, pos = order.pop()
+            negs = rng.sample(pools[qid], cfg.group_size - 1)
+            qs += [queries[qid]] * cfg.group_size
+            ds += [docs[pos]] + [docs[n] for n in negs]
+        enc = encode(tokenizer, qs, ds, cfg.max_length).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            logits = model(**enc).logits[:, 0]
+        scores = logits.float().view(cfg.groups_per_step, cfg.group_size)
+        loss = torch.nn.functional.cross_entropy(scores, torch.zeros(cfg.groups_per_step, dtype=torch.long, device=device))
+        mult = linear_schedule(step, cfg.warmup_steps, cfg.steps)
+        for g, lr in zip(opt.param_groups, base_lrs):
+            g["lr"] = lr * mult
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        opt.step()
+        losses.append(float(loss))
+        if step % 50 == 0 or step == cfg.steps - 1:
+            recent = losses[-50:]
+            bar.set_postfix(loss=f"{sum(recent) / len(recent):.3f}")
+            log.info("step %d loss(avg50) %.4f lr_mult %.3f", step, sum(recent) / len(recent), mult)
+    model.eval()
+    return {
+        "steps_done": len(losses),
+        "seconds": time.perf_counter() - start,
+        "initial_loss_expected": math.log(cfg.group_size),
+        "loss_first50": sum(losses[:50]) / max(1, len(losses[:50])),
+        "loss_last50": sum(losses[-50:]) / max(1, len(losses[-50:])),
+        "losses": losses,
+        "config": asdict(cfg),
+        "n_positives": len(positives),
+        "n_queries": len(pools),
+    }
+
+
+def save_train_log(path, info: dict) -> None:
+    with open(path, "w") as fh:
+        json.dump(info, fh, indent=1)
+
+
+def training_data(tables: list[dict], group_size: int):
+    """Merge the in-domain datasets' tables into (queries, docs, positives, pools) for :func:`finetune`.
+
+    ``tables``: one dict per dataset with ``name`` and DataFrames ``queries`` (with ``split``), ``qrels``,
+    ``candidates``, ``docs``. Ids are prefixed ``<name>/`` so datasets never collide. Only train queries are used.
+    """
+    queries, docs, positives, pools = {}, {}, [], {}
+    for t in tables:
+        pre = f"{t['name']}/"
+        train = t["queries"][t["queries"]["split"] == "train"]
+        pos, pool = training_groups(t["qrels"], t["candidates"], train["qid"], group_size)
+        queries.update({pre + q: text for q, text in zip(train["qid"], train["text"])})
+        docs.update({pre + d: text for d, text in zip(t["docs"]["doc_id"], t["docs"]["text"])})
+        positives += [(pre + q, pre + d) for q, d in pos]
+        pools.update({pre + q: [pre + d for d in ds] for q, ds in pool.items()})
+    return queries, docs, positives, pools
