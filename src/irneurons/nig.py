@@ -1,0 +1,720 @@
+r"""Neuron Integrated Gradients (neuron conductance, Dhamdhere et al. 2018) for cross-encoders.
+
+Math
+----
+Input x = word embeddings e(x) of ``[CLS] query [SEP] passage [SEP] [PAD]...``; baseline x' = word
+embeddings of the same ids with some tokens replaced by [PAD] (see :data:`BASELINES`). Only word
+embeddings move along the straight path
+
+    γ(α) = e(x') + α (e(x) − e(x')),   α ∈ [0, 1];
+
+position / segment embeddings, token types and attention mask stay those of the real input.
+F is the relevance score (:func:`target_scores`). For a unit activation a (one FFN neuron, or one
+element of a head's context vector, at one token) the conductance is
+
+    Cond(a) = ∫₀¹ ∂F/∂a(γ(α)) · ∂a(γ(α))/∂α dα,
+
+a head's conductance is the sum over its d_head context elements, and per-part values sum over the
+part's tokens. Units are the inputs of each block's output sub-module (:mod:`irneurons.units`), so
+per block  Σ Cond(units) + Σ Cond(residual) = F(x) − F(x')  (completeness), reported per pair.
+
+Estimators (S = ``steps``; a_k = a(γ(α_k)), g_k = ∂F/∂a at γ(α_k)):
+
+- ``riemann_right``:  α_k = k/S, Cond ≈ Σ_{k=1..S} g_k (a_k − a_{k−1}).
+- ``riemann_left``:   same grid, Σ g_{k−1} (a_k − a_{k−1}).
+- ``trapezoid``:      same grid, Σ ½ (g_{k−1} + g_k)(a_k − a_{k−1}).
+- ``gauss_legendre``: S Gauss–Legendre nodes α_i, weights w_i on [0, 1];
+  Cond ≈ Σ_i w_i g_i · ȧ_i with the exact ȧ_i = ∂a/∂α from forward-mode AD (tangent e(x) − e(x')).
+  Error falls exponentially in S for a smooth path.
+- ``captum_riemann_right``: exactly what ``captum.attr.LayerConductance(method="riemann_right",
+  n_steps=S)`` computes: α_j = j/(S+1), j = 1..S+1, Σ_{j=1..S} g_j (a_{j+1} − a_j). It never visits
+  α < 1/(S+1), so it is not complete; kept as a bit-for-bit reference for the oracle tests.
+
+Every row (one pair at one α) of a chunk goes through ONE batched forward and ONE
+``torch.autograd.grad`` of Σ F over the rows, w.r.t. the units of every layer at once (rows are
+independent, so ∂ΣF/∂a_row = ∂F_row/∂a_row). Per-token values are reduced to parts on the device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.autograd.forward_ad as fwAD
+import torch.nn.functional as Fn
+from torch import nn
+
+from .units import EmbeddingOverride, UnitRecorder, layout
+
+PART_NAMES = ("cls", "query", "sep1", "passage", "sep2", "pad")
+N_PARTS = len(PART_NAMES)
+CLS, QUERY, SEP1, PASSAGE, SEP2, PAD = range(N_PARTS)
+
+BASELINES = ("pad_query", "pad_query_passage", "pad_all")
+TARGETS = ("auto", "logit", "logit_diff", "prob")
+ESTIMATORS = ("riemann_right", "riemann_left", "trapezoid", "gauss_legendre", "captum_riemann_right")
+
+#: Default memory budget: rows × tokens per forward (e.g. 64 rows of 128 tokens).
+DEFAULT_BUDGET = 8192
+
+#: Result keys (N pairs, P = 6 parts, L layers, d_ff FFN neurons, H heads).
+RESULT_DOC = {
+    "ffn": "[N,P,L,d_ff] conductance of each FFN neuron, summed over the part's tokens",
+    "heads": "[N,P,L,H] conductance of each head (sum over its d_head context elements and the part's tokens)",
+    "ffn_resid": "[N,P,L] conductance of the residual input of the FFN output module",
+    "heads_resid": "[N,P,L] conductance of the residual input of the attention output module",
+    "ffn_absact": "[N,P,L,d_ff] mean over the part's tokens of |a| at the real input (0 if the part is empty)",
+    "heads_absact": "[N,P,L,H] mean over the part's tokens of the L2 norm of the head's d_head context "
+    "vector at the real input (0 if the part is empty)",
+    "n_tokens": "[N,P] tokens per part",
+    "f_x": "[N] F at the real input",
+    "f_baseline": "[N] F at the baseline",
+    "ffn_cut_sum": "[N,L] Σ FFN units + residual conductance (≈ F(x) − F(x'))",
+    "heads_cut_sum": "[N,L] Σ head units + residual conductance (≈ F(x) − F(x'))",
+    "ffn_cut_relerr": "[N,L] |ffn_cut_sum − ΔF| / max(|ΔF|, eps)",
+    "heads_cut_relerr": "[N,L] |heads_cut_sum − ΔF| / max(|ΔF|, eps)",
+}
+
+#: Floor of the denominator of the relative completeness error.
+COMPLETENESS_EPS = 1e-6
+
+
+class NonFiniteAttributionError(FloatingPointError):
+    """A NaN or infinity appeared in an attribution."""
+
+
+# --------------------------------------------------------------------------- token parts, baselines
+
+
+def token_parts(
+    input_ids: torch.Tensor,
+    token_type_ids: torch.Tensor | None,
+    attention_mask: torch.Tensor,
+    cls_id: int,
+    sep_id: int,
+) -> torch.Tensor:
+    """Part index per token, [B, T] long: 0 CLS, 1 query, 2 SEP₁, 3 passage, 4 SEP₂, 5 pad.
+
+    Reads the special tokens, not ``token_type_ids`` (RoBERTa has none): SEP₁ is the first run of
+    consecutive separators (one ``[SEP]`` in BERT, ``</s></s>`` in RoBERTa), SEP₂ the last separator;
+    a separator inside the passage counts as passage. Tokens masked out are pad.
+    """
+    del token_type_ids  # accepted for the call convention; separators are more robust
+    ids = input_ids.detach().cpu().numpy()
+    mask = attention_mask.detach().cpu().numpy().astype(bool)
+    parts = np.full(ids.shape, PAD, dtype=np.int64)
+    for b in range(ids.shape[0]):
+        real = np.flatnonzero(mask[b])
+        if real.size == 0:
+            continue
+        seps = real[ids[b, real] == sep_id]
+        if real[0] != 0 or ids[b, 0] != cls_id or seps.size < 2:
+            raise ValueError(
+                f"row {b}: expected '[CLS] query [SEP] passage [SEP]' (cls_id={cls_id}, sep_id={sep_id}), "
+                f"got {seps.size} separators"
+            )
+        first = seps[0]
+        run_end = first  # last index of the first run of separators
+        while run_end + 1 <= real[-1] and ids[b, run_end + 1] == sep_id and mask[b, run_end + 1]:
+            run_end += 1
+        last = seps[-1]
+        if last <= run_end:  # empty passage: '[SEP][SEP]' is SEP₁ then SEP₂
+            run_end = last - 1
+        parts[b, real] = PASSAGE
+        parts[b, 0] = CLS
+        parts[b, 1:first] = QUERY
+        parts[b, first : run_end + 1] = SEP1
+        parts[b, last] = SEP2
+    return torch.from_numpy(parts).to(input_ids.device)
+
+
+def baseline_ids(input_ids: torch.Tensor, parts: torch.Tensor, pad_id: int, baseline: str) -> torch.Tensor:
+    """Token-level baseline x' (same length as the input; pad positions stay pad).
+
+    ``pad_query``: query → [PAD]; ``pad_query_passage``: query and passage → [PAD] (CLS/SEPs kept);
+    ``pad_all``: every token → [PAD], CLS and SEPs included.
+    """
+    if baseline == "pad_query":
+        replace = parts == QUERY
+    elif baseline == "pad_query_passage":
+        replace = (parts == QUERY) | (parts == PASSAGE)
+    elif baseline == "pad_all":
+        replace = torch.ones_like(parts, dtype=torch.bool)
+    else:
+        raise ValueError(f"unknown baseline {baseline!r}; choose one of {BASELINES}")
+    return torch.where(replace, torch.full_like(input_ids, pad_id), input_ids)
+
+
+# --------------------------------------------------------------------------- target
+
+
+def resolve_target(target: str, num_labels: int) -> str:
+    """``auto`` → ``logit`` for 1 logit, ``logit_diff`` for 2; check the others fit the head."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; choose one of {TARGETS}")
+    if num_labels not in (1, 2):
+        raise ValueError(f"relevance target needs 1 or 2 logits, model has {num_labels}")
+    if target == "auto":
+        return "logit" if num_labels == 1 else "logit_diff"
+    if target == "logit" and num_labels != 1:
+        raise ValueError("target 'logit' needs a 1-logit model; use 'logit_diff' for 2 classes")
+    if target == "logit_diff" and num_labels != 2:
+        raise ValueError("target 'logit_diff' needs a 2-logit model; use 'logit' for 1 logit")
+    return target
+
+
+def target_scores(logits: torch.Tensor, target: str) -> torch.Tensor:
+    """F per row from [R, num_labels] logits: logit, logit₁ − logit₀, or probability of relevance."""
+    target = resolve_target(target, logits.shape[-1])
+    if target == "logit":
+        return logits[:, 0]
+    if target == "logit_diff":
+        return logits[:, 1] - logits[:, 0]
+    if logits.shape[-1] == 1:
+        return torch.sigmoid(logits[:, 0])
+    return torch.softmax(logits, dim=-1)[:, 1]
+
+
+# --------------------------------------------------------------------------- quadrature and chunking
+
+
+@dataclass(frozen=True)
+class Quadrature:
+    """Points α of one pair's path and how they combine.
+
+    ``weights`` set: node rule, Cond ≈ Σ_i w_i g_i·ȧ_i (needs tangents). ``weights`` None: difference
+    rule over consecutive points with the gradient taken at ``grad_side`` ('right', 'left', 'trap').
+    """
+
+    alphas: np.ndarray
+    weights: np.ndarray | None = None
+    grad_side: str | None = None
+
+    @property
+    def is_node_rule(self) -> bool:
+        return self.weights is not None
+
+
+def quadrature(estimator: str, steps: int) -> Quadrature:
+    """Points (and weights) for an estimator with ``steps`` intervals / nodes."""
+    if steps < 1:
+        raise ValueError("steps must be ≥ 1")
+    if estimator in ("riemann_right", "riemann_left", "trapezoid"):
+        side = {"riemann_right": "right", "riemann_left": "left", "trapezoid": "trap"}[estimator]
+        return Quadrature(np.arange(steps + 1, dtype=np.float64) / steps, grad_side=side)
+    if estimator == "gauss_legendre":
+        x, w = np.polynomial.legendre.leggauss(steps)
+        return Quadrature((x + 1.0) / 2.0, weights=w / 2.0)
+    if estimator == "captum_riemann_right":
+        # Same floats as captum: torch.linspace(1/n, 1, n).tolist() with n = steps + 1.
+        n = steps + 1
+        return Quadrature(np.array(torch.linspace(1 / n, 1, n).tolist(), dtype=np.float64), grad_side="left")
+    raise ValueError(f"unknown estimator {estimator!r}; choose one of {ESTIMATORS}")
+
+
+def plan_chunks(n_pairs: int, n_points: int, rows_per_chunk: int, overlap: bool) -> list[list[tuple[int, int, int]]]:
+    """Pack every pair's points into chunks of at most ``rows_per_chunk`` rows.
+
+    A chunk is a list of segments (pair, start, stop): points start..stop-1 of that pair. A pair may
+    be split over chunks; with ``overlap`` (difference rules) consecutive segments share one point so
+    each interval lies inside one segment. Chunks are filled completely before starting a new one.
+    """
+    min_seg = 2 if overlap else 1
+    if rows_per_chunk < min_seg:
+        raise ValueError(f"budget allows {rows_per_chunk} rows per forward, need at least {min_seg}")
+    chunks, current, room = [], [], rows_per_chunk
+    for pair in range(n_pairs):
+        start = 0
+        while True:
+            if room < min_seg:
+                chunks.append(current)
+                current, room = [], rows_per_chunk
+            stop = min(n_points, start + room)
+            current.append((pair, start, stop))
+            room -= stop - start
+            if stop == n_points:
+                break
+            start = stop - 1 if overlap else stop
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+# --------------------------------------------------------------------------- fast forward-mode linear
+
+
+class _LinearJVP(torch.autograd.Function):
+    """y = x Wᵀ + b with a forward-mode rule that skips the weight tangent.
+
+    Stock ``addmm`` forward-AD also multiplies the primal input by the (zero) weight tangent, which
+    doubles the matmul cost of a dual forward; weights never move along the NIG path.
+    """
+
+    @staticmethod
+    def forward(x, weight, bias):
+        return Fn.linear(x, weight, bias)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.weight = inputs[1]
+        ctx.x_dtype, ctx.out_dtype = inputs[0].dtype, output.dtype
+
+    @staticmethod
+    def backward(ctx, grad):
+        w = ctx.weight.to(grad.dtype)
+        return (grad @ w).to(ctx.x_dtype), None, None
+
+    @staticmethod
+    def jvp(ctx, x_t, weight_t, bias_t):
+        return Fn.linear(x_t.to(ctx.out_dtype), ctx.weight.to(ctx.out_dtype))
+
+
+@contextlib.contextmanager
+def fast_linear_jvp(model: nn.Module):
+    """Route every ``nn.Linear`` of ``model`` through :class:`_LinearJVP` (weights must not need grad)."""
+    patched = [m for m in model.modules() if type(m) is nn.Linear]
+    for m in patched:
+        m.forward = (lambda mod: (lambda x: _LinearJVP.apply(x, mod.weight, mod.bias)))(m)
+    try:
+        yield
+    finally:
+        for m in patched:
+            m.__dict__.pop("forward", None)
+
+
+@contextlib.contextmanager
+def _attribution_mode(model: nn.Module):
+    """eval() and no parameter gradients during attribution; restored afterwards.
+
+    Without weight gradients the backward only propagates to the units, and autograd saves fewer
+    tensors for it.
+    """
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+# --------------------------------------------------------------------------- engine
+
+
+class _Engine:
+    """One model prepared for attribution: hooks, layout, device, dtype."""
+
+    def __init__(self, model, target: str, bf16: bool, fast_jvp: bool):
+        self.model = model
+        self.layout = layout(model)
+        self.target = resolve_target(target, int(model.config.num_labels))
+        self.device = next(model.parameters()).device
+        self.bf16 = bf16
+        self.fast_jvp = fast_jvp
+        self.recorder = UnitRecorder(model)
+        self.embedding = EmbeddingOverride(model)
+        self.param_dtype = self.embedding.module.weight.dtype
+        # Accumulate in fp32 (fp64 for fp64 models, e.g. oracles); bf16 only in the forward.
+        self.acc_dtype = torch.float64 if self.param_dtype == torch.float64 else torch.float32
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            self.embedding.value = None
+            return self.embedding.module(ids)
+
+    def _autocast(self):
+        if not self.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def forward(self, ids, tt, am, gamma, tangent=None, grad=True):
+        """One batched forward on word embeddings ``gamma``; returns (F, units, unit tangents | None).
+
+        With ``tangent`` the forward carries dual numbers (forward-mode AD): each unit tensor's
+        tangent is ∂a/∂α exactly. The dual level is closed before the caller's backward, otherwise
+        the backward itself would propagate tangents (forward-over-reverse) and cost twice as much.
+        """
+        self.recorder.reset()
+        kwargs = {"input_ids": ids, "attention_mask": am}
+        if tt is not None:
+            kwargs["token_type_ids"] = tt
+        gamma = gamma.detach().requires_grad_(grad)  # the graph starts at the path, not the weights
+        grad_ctx = contextlib.nullcontext() if grad else torch.no_grad()
+        tangents = None
+        with grad_ctx:
+            if tangent is None:
+                self.embedding.value = gamma
+                with self._autocast():
+                    logits = self.model(**kwargs).logits
+                scores = target_scores(logits.float() if self.bf16 else logits, self.target)
+                units = self.recorder.tensors()
+            else:
+                jvp_ctx = fast_linear_jvp(self.model) if self.fast_jvp else contextlib.nullcontext()
+                with fwAD.dual_level(), jvp_ctx:
+                    self.embedding.value = fwAD.make_dual(gamma, tangent.to(gamma.dtype))
+                    with self._autocast():
+                        logits = self.model(**kwargs).logits
+                    logits = fwAD.unpack_dual(logits).primal
+                    scores = target_scores(logits.float() if self.bf16 else logits, self.target)
+                    units = self.recorder.tensors()
+                    tangents = []
+                    for u in units:
+                        t = fwAD.unpack_dual(u).tangent
+                        if t is None:
+                            raise RuntimeError("forward-mode AD lost the tangent before a unit module")
+                        tangents.append(t.detach())
+            self.embedding.value = None
+        if not self.embedding.fired:
+            raise RuntimeError("word-embedding hook did not fire")
+        return scores, units, tangents
+
+
+def _reduce_matrix(parts_rows: torch.Tensor, slots: torch.Tensor, weights: torch.Tensor, n_slots: int) -> torch.Tensor:
+    """A [n_slots·P, R·T] with A[slot·P + part(r,t), r·T + t] = w_r: A @ values[R·T, D] sums values
+    over tokens per (pair, part), weighted per row, in one matmul on the device."""
+    R, T = parts_rows.shape
+    A = torch.zeros(n_slots * N_PARTS, R * T, dtype=weights.dtype, device=weights.device)
+    rows = (slots[:, None] * N_PARTS + parts_rows).reshape(-1)
+    cols = torch.arange(R * T, device=weights.device)
+    A[rows, cols] = weights[:, None].expand(R, T).reshape(-1)
+    return A
+
+
+def _reduce(A: torch.Tensor, values: torch.Tensor, n_slots: int) -> torch.Tensor:
+    """[R, T, D] → [n_slots, P, D] with A from :func:`_reduce_matrix`."""
+    R, T, D = values.shape
+    return (A @ values.reshape(R * T, D)).reshape(n_slots, N_PARTS, D)
+
+
+class _Accumulator:
+    """Host-side float64 results, filled from small per-chunk device reductions ([pairs, P, ...])."""
+
+    def __init__(self, n_pairs: int, lay, n_tokens: np.ndarray):
+        L, d_ff, H = lay.n_layers, lay.d_ff, lay.n_heads
+        self.arr = {
+            "ffn": np.zeros((n_pairs, N_PARTS, L, d_ff)),
+            "heads": np.zeros((n_pairs, N_PARTS, L, H)),
+            "ffn_resid": np.zeros((n_pairs, N_PARTS, L)),
+            "heads_resid": np.zeros((n_pairs, N_PARTS, L)),
+            "ffn_absact": np.zeros((n_pairs, N_PARTS, L, d_ff)),
+            "heads_absact": np.zeros((n_pairs, N_PARTS, L, H)),
+            "f_x": np.full(n_pairs, np.nan),
+            "f_baseline": np.full(n_pairs, np.nan),
+        }
+        self.n_tokens = n_tokens
+
+    def add(self, key: str, pairs: np.ndarray, values: torch.Tensor) -> None:
+        # ``pairs`` are unique within a chunk, so fancy-index += is exact.
+        self.arr[key][pairs] += values.detach().to("cpu", torch.float64).numpy()
+
+    def check_finite(self, pairs: Sequence[int], pair_ids: Sequence | None) -> None:
+        for key in ("ffn", "heads", "ffn_resid", "heads_resid", "ffn_absact", "heads_absact"):
+            for p in pairs:
+                if not np.isfinite(self.arr[key][p]).all():
+                    name = f"pair index {p}" + (f" (id {pair_ids[p]!r})" if pair_ids is not None else "")
+                    raise NonFiniteAttributionError(f"NaN/inf in the '{key}' attribution of {name}")
+
+
+@dataclass
+class _Chunk:
+    """Rows of one forward: row r is pair ``rows_pair[r]`` at path point ``alphas[r]``."""
+
+    rows_pair: np.ndarray  # [R] pair index
+    alphas: np.ndarray  # [R] α
+    slot_pairs: np.ndarray  # [S] distinct pairs of the chunk (sorted)
+    slots: torch.Tensor  # [R] row → slot
+    parts_rows: torch.Tensor  # [R, T] part index per token
+    ids: torch.Tensor
+    tt: torch.Tensor | None
+    am: torch.Tensor
+    gamma: torch.Tensor  # [R, T, E] word embeddings on the path
+    tangent: torch.Tensor  # [R, T, E] dγ/dα = e(x) − e(x')
+
+
+def _chunk_rows(eng, data, rows_pair: np.ndarray, alphas: np.ndarray) -> _Chunk:
+    slot_pairs, slots_np = np.unique(rows_pair, return_inverse=True)
+    # Trim padding columns beyond the chunk's longest pair: pad keys are masked out, so results
+    # are unchanged and the forward is cheaper.
+    width = int(data["lengths"][slot_pairs].max())
+    dev = eng.device
+    pick = torch.as_tensor(slot_pairs)
+
+    def take(name):
+        return None if data[name] is None else data[name][pick, :width].to(dev)
+
+    ids, base, parts = take("input_ids"), take("baseline_ids"), take("parts")
+    e_x, e_b = eng.embed(ids), eng.embed(base)
+    slots = torch.as_tensor(slots_np, device=dev)
+    alpha = torch.as_tensor(alphas, dtype=e_x.dtype, device=dev)[:, None, None]
+    delta = (e_x - e_b)[slots]
+    tt = take("token_type_ids")
+    return _Chunk(
+        rows_pair=rows_pair, alphas=alphas, slot_pairs=slot_pairs, slots=slots, parts_rows=parts[slots],
+        ids=ids[slots], tt=None if tt is None else tt[slots], am=take("attention_mask")[slots],
+        gamma=e_b[slots] + alpha * delta,  # γ(α) = e(x') + α (e(x) − e(x'))
+        tangent=delta,
+    )
+
+
+def _record_endpoints(eng, acc: _Accumulator, ch: _Chunk, scores: torch.Tensor, units: list) -> None:
+    """F at α = 0 / 1 rows, and Σ |activation| at α = 1 rows (divided by counts in _finish)."""
+    lay = eng.layout
+    for value, key in ((0.0, "f_baseline"), (1.0, "f_x")):
+        idx = np.flatnonzero(ch.alphas == value)
+        if idx.size:
+            acc.arr[key][ch.rows_pair[idx]] = scores.detach()[torch.as_tensor(idx, device=eng.device)].double().cpu().numpy()
+    ones = np.flatnonzero(ch.alphas == 1.0)
+    if ones.size == 0:
+        return
+    sel = torch.as_tensor(ones, device=eng.device)
+    n = len(ch.slot_pairs)
+    A = _reduce_matrix(ch.parts_rows[sel], ch.slots[sel], torch.ones(len(ones), dtype=eng.acc_dtype, device=eng.device), n)
+    ffn, heads = [], []
+    for layer in range(lay.n_layers):
+        a = units[4 * layer][sel].detach().to(eng.acc_dtype).abs()
+        ffn.append(_reduce(A, a, n))
+        h = units[4 * layer + 2][sel].detach().to(eng.acc_dtype).unflatten(-1, (lay.n_heads, lay.d_head))
+        heads.append(_reduce(A, torch.linalg.vector_norm(h, dim=-1), n))
+    acc.add("ffn_absact", ch.slot_pairs, torch.stack(ffn, dim=2))
+    acc.add("heads_absact", ch.slot_pairs, torch.stack(heads, dim=2))
+
+
+def _piece_weights(eng, quad: Quadrature, ch: _Chunk, seg_of_row: np.ndarray, k_of_row: np.ndarray):
+    """Weight of each integrand piece, and the row whose pair / tokens it belongs to.
+
+    Node rule: one piece per row, weight w_k. Difference rule: one piece per consecutive row pair
+    (r, r+1), weight 1 inside a segment and 0 across segments (different pairs or split points).
+    """
+    if quad.is_node_rule:
+        w = quad.weights[k_of_row]
+        rows = np.arange(len(k_of_row))
+    else:
+        w = (seg_of_row[1:] == seg_of_row[:-1]).astype(np.float64)
+        rows = np.arange(len(k_of_row) - 1)
+    return torch.as_tensor(w, dtype=eng.acc_dtype, device=eng.device), torch.as_tensor(rows, device=eng.device)
+
+
+def _piece(eng, quad: Quadrature, a: torch.Tensor, g: torch.Tensor, t: torch.Tensor | None) -> torch.Tensor:
+    """Integrand pieces of one unit tensor: g ⊙ ȧ (node rule) or g_side ⊙ (a_{r+1} − a_r)."""
+    g = g.to(eng.acc_dtype)
+    if quad.is_node_rule:
+        return g * t.to(eng.acc_dtype)
+    a = a.detach().to(eng.acc_dtype)
+    if quad.grad_side == "right":
+        gs = g[1:]
+    elif quad.grad_side == "left":
+        gs = g[:-1]
+    else:
+        gs = 0.5 * (g[1:] + g[:-1])
+    return gs * (a[1:] - a[:-1])
+
+
+def _accumulate_conductance(eng, acc, quad, ch: _Chunk, units, grads, tangents, seg_of_row, k_of_row) -> None:
+    """Conductance of every unit and residual, reduced to [pairs, parts] on the device, layer by
+    layer so only one layer's pieces are alive at a time."""
+    lay = eng.layout
+    w, piece_rows = _piece_weights(eng, quad, ch, seg_of_row, k_of_row)
+    n = len(ch.slot_pairs)
+    A = _reduce_matrix(ch.parts_rows[piece_rows], ch.slots[piece_rows], w, n)
+    out = {"ffn": [], "ffn_resid": [], "heads": [], "heads_resid": []}
+    for i, (a, g) in enumerate(zip(units, grads)):
+        kind = ("ffn", "ffn_resid", "heads", "heads_resid")[i % 4]
+        c = _piece(eng, quad, a, g, None if tangents is None else tangents[i])
+        if kind == "heads":
+            c = c.unflatten(-1, (lay.n_heads, lay.d_head)).sum(-1)
+        elif kind.endswith("resid"):
+            c = c.sum(-1, keepdim=True)
+        reduced = _reduce(A, c, n)
+        out[kind].append(reduced[..., 0] if kind.endswith("resid") else reduced)
+    for key, values in out.items():
+        acc.add(key, ch.slot_pairs, torch.stack(values, dim=2))
+
+
+def _endpoint_pass(eng, acc, data, todo: list[tuple[int, float]], rows_per_chunk: int) -> None:
+    """No-grad forward at α = 0 / 1 for pairs whose grid lacks those points (F and |activation|)."""
+    for i in range(0, len(todo), rows_per_chunk):
+        part = todo[i : i + rows_per_chunk]
+        ch = _chunk_rows(eng, data, np.array([p for p, _ in part]), np.array([a for _, a in part]))
+        scores, units, _ = eng.forward(ch.ids, ch.tt, ch.am, ch.gamma, grad=False)
+        _record_endpoints(eng, acc, ch, scores, units)
+
+
+def _finish(acc: _Accumulator, param_dtype) -> dict[str, np.ndarray]:
+    """Means of |activation|, completeness sums and errors; cast to the output dtype."""
+    arr = acc.arr
+    counts = acc.n_tokens.astype(np.float64)[:, :, None, None]
+    for key in ("ffn_absact", "heads_absact"):
+        arr[key] = arr[key] / np.maximum(counts, 1.0)  # sums are 0 where a part is empty
+    delta_f = arr["f_x"] - arr["f_baseline"]
+    denom = np.maximum(np.abs(delta_f), COMPLETENESS_EPS)[:, None]
+    arr["ffn_cut_sum"] = arr["ffn"].sum(axis=(1, 3)) + arr["ffn_resid"].sum(axis=1)
+    arr["heads_cut_sum"] = arr["heads"].sum(axis=(1, 3)) + arr["heads_resid"].sum(axis=1)
+    arr["ffn_cut_relerr"] = np.abs(arr["ffn_cut_sum"] - delta_f[:, None]) / denom
+    arr["heads_cut_relerr"] = np.abs(arr["heads_cut_sum"] - delta_f[:, None]) / denom
+    out_dtype = np.float64 if param_dtype == torch.float64 else np.float32
+    result = {k: v.astype(out_dtype) for k, v in arr.items()}
+    result["n_tokens"] = acc.n_tokens.astype(np.int32)
+    return result
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def attribute_ids(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    token_type_ids: torch.Tensor | None = None,
+    *,
+    cls_id: int,
+    sep_id: int,
+    pad_id: int,
+    pair_ids: Sequence | None = None,
+    baseline: str = "pad_query",
+    target: str = "auto",
+    estimator: str = "gauss_legendre",
+    steps: int = 16,
+    budget: int = DEFAULT_BUDGET,
+    device: str | torch.device | None = None,
+    bf16: bool = False,
+    fast_jvp: bool = True,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """NIG of every FFN neuron and head for tokenized pairs ``[CLS] q [SEP] p [SEP] [PAD]..``.
+
+    ``budget``: max rows × tokens per forward (rows = pairs × path points); a pair's points may
+    be split over forwards. Moves ``model`` to ``device`` (default: cuda if available). Returns the
+    arrays of :data:`RESULT_DOC`, stacked over pairs. Raises :class:`NonFiniteAttributionError`
+    naming the pair if an attribution is NaN/inf.
+    """
+    from tqdm.auto import tqdm
+
+    dev = resolve_device(device)
+    model.to(dev)
+    quad = quadrature(estimator, steps)
+    n_pairs, width = input_ids.shape
+    n_points = len(quad.alphas)
+    with _attribution_mode(model):
+        eng = _Engine(model, target, bf16, fast_jvp)
+        parts = token_parts(input_ids, token_type_ids, attention_mask, cls_id, sep_id).cpu()
+        data = {
+            "input_ids": input_ids.cpu(),
+            "attention_mask": attention_mask.cpu(),
+            "token_type_ids": None if token_type_ids is None else token_type_ids.cpu(),
+            "baseline_ids": baseline_ids(input_ids.cpu(), parts, pad_id, baseline),
+            "parts": parts,
+            "lengths": attention_mask.sum(1).cpu().numpy(),
+        }
+        n_tokens = np.stack([(parts == p).sum(1).numpy() for p in range(N_PARTS)], axis=1)
+        acc = _Accumulator(n_pairs, eng.layout, n_tokens)
+        rows_per_chunk = max(budget // width, 1)
+        chunks = plan_chunks(n_pairs, n_points, rows_per_chunk, overlap=not quad.is_node_rule)
+        missing = [(p, a) for a in (0.0, 1.0) if not np.any(quad.alphas == a) for p in range(n_pairs)]
+        with eng.recorder, eng.embedding:
+            _endpoint_pass(eng, acc, data, missing, rows_per_chunk)
+            bar = tqdm(total=n_pairs, desc=f"NIG {estimator}x{steps}", unit="pair", disable=not progress)
+            done = 0
+            for chunk in chunks:
+                rows_pair = np.concatenate([np.full(b - a, p) for p, a, b in chunk])
+                k_of_row = np.concatenate([np.arange(a, b) for _, a, b in chunk])
+                seg_of_row = np.concatenate([np.full(b - a, s) for s, (_, a, b) in enumerate(chunk)])
+                ch = _chunk_rows(eng, data, rows_pair, quad.alphas[k_of_row])
+                scores, units, tangents = eng.forward(
+                    ch.ids, ch.tt, ch.am, ch.gamma, ch.tangent if quad.is_node_rule else None
+                )
+                # ONE backward of Σ F for all rows and all layers of the chunk.
+                grads = torch.autograd.grad(scores.sum(), units)
+                _accumulate_conductance(eng, acc, quad, ch, units, grads, tangents, seg_of_row, k_of_row)
+                _record_endpoints(eng, acc, ch, scores, units)
+                del grads, tangents, units, scores, ch
+                acc.check_finite(np.unique(rows_pair), pair_ids)
+                last_pair, _, last_stop = chunk[-1]
+                finished = last_pair + (last_stop == n_points)
+                bar.update(finished - done)
+                done = finished
+            bar.close()
+    return _finish(acc, eng.param_dtype)
+
+
+def attribute(
+    model: nn.Module,
+    tokenizer,
+    queries: Sequence[str],
+    passages: Sequence[str],
+    *,
+    pair_ids: Sequence | None = None,
+    baseline: str = "pad_query",
+    target: str = "auto",
+    estimator: str = "gauss_legendre",
+    steps: int = 16,
+    max_length: int = 128,
+    budget: int = DEFAULT_BUDGET,
+    device: str | torch.device | None = None,
+    bf16: bool = False,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """NIG for (query, passage) pairs: tokenizes as the re-ranker does, then :func:`attribute_ids`.
+
+    Pairs are padded to the longest pair (≤ ``max_length``), passages truncated first.
+    """
+    if len(queries) != len(passages):
+        raise ValueError(f"{len(queries)} queries but {len(passages)} passages")
+    enc = tokenizer(
+        list(queries), list(passages), truncation="only_second", max_length=max_length,
+        padding="longest", return_tensors="pt",
+    )
+    return attribute_ids(
+        model, enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"),
+        cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id, pad_id=tokenizer.pad_token_id,
+        pair_ids=pair_ids, baseline=baseline, target=target, estimator=estimator, steps=steps,
+        budget=budget, device=device, bf16=bf16, progress=progress,
+    )
+
+
+# --------------------------------------------------------------------------- shards
+
+
+def save_shard(path: str | os.PathLike, result: dict[str, np.ndarray], metadata: dict) -> None:
+    """Write ``result`` + ``metadata`` (as a JSON string field) to ``path`` (.npz) atomically.
+
+    Writes a temp file in the same directory and ``os.replace``s it, so readers never see a
+    partial shard; on any error the temp file is removed.
+    """
+    path = os.fspath(path)
+    if "metadata" in result:
+        raise ValueError("'metadata' is reserved in a shard")
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    meta = json.dumps(metadata, sort_keys=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, metadata=np.array(meta), **result)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def load_shard(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
+    """Read a shard written by :func:`save_shard`: (arrays, metadata)."""
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files if k != "metadata"}
+        metadata = json.loads(str(z["metadata"])) if "metadata" in z.files else {}
+    return arrays, metadata
