@@ -4,16 +4,23 @@ import json
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from irneurons.configuration import ConfigError, check_config
+
+try:  # one-line message naming the key first; snakemake's validate then fills defaults
+    check_config(config, workflow.source_path("../config/schema.yaml"))
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
 validate(config, schema="../config/schema.yaml")
 
 from irneurons import data as irdata
 from irneurons import model as irmodel
 from irneurons.provenance import config_hash
 
-
 RESULTS = f"results/{config['name']}"
 DATASETS = list(config["datasets"])
-IN_DOMAIN = [d for d in DATASETS if config["datasets"][d].get("role", "in_domain") == "in_domain"]
+IN_DOMAIN = [
+    d for d in DATASETS if config["datasets"][d].get("role", "in_domain") == "in_domain"
+]
 CONFIG_HASH = config_hash(config)
 SEED = config["seed"]
 

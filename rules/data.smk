@@ -5,9 +5,6 @@ rule dataset:
     output:
         queries=f"{RESULTS}/data/{{dataset}}/queries.parquet",
         qrels=f"{RESULTS}/data/{{dataset}}/qrels.parquet",
-    params:
-        spec=dataset_cfg,
-        cache=config["ir_datasets"],
     log:
         f"{RESULTS}/logs/dataset/{{dataset}}.log",
     conda:
@@ -15,6 +12,9 @@ rule dataset:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        spec=dataset_cfg,
+        cache=config["ir_datasets"],
     script:
         "../scripts/prepare_dataset.py"
 
@@ -26,9 +26,6 @@ rule candidates:
     output:
         candidates=f"{RESULTS}/data/{{dataset}}/candidates.parquet",
         docs=f"{RESULTS}/data/{{dataset}}/docs.parquet",
-    params:
-        spec=dataset_cfg,
-        cache=config["ir_datasets"],
     log:
         f"{RESULTS}/logs/candidates/{{dataset}}.log",
     conda:
@@ -36,6 +33,9 @@ rule candidates:
     resources:
         mem_mb=8000,
         runtime=60,
+    params:
+        spec=dataset_cfg,
+        cache=config["ir_datasets"],
     script:
         "../scripts/first_stage.py"
 
@@ -47,10 +47,6 @@ rule pairs:
         candidates=rules.candidates.output.candidates,
     output:
         pairs=f"{RESULTS}/data/{{dataset}}/pairs.parquet",
-    params:
-        per_class=config["pairs"]["per_class"],
-        shard_size=config["pairs"]["shard_size"],
-        seed=SEED,
     log:
         f"{RESULTS}/logs/pairs/{{dataset}}.log",
     conda:
@@ -58,5 +54,9 @@ rule pairs:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        per_class=config["pairs"]["per_class"],
+        shard_size=config["pairs"]["shard_size"],
+        seed=SEED,
     script:
         "../scripts/sample_pairs.py"

@@ -13,20 +13,20 @@ if config["model"]["finetune"]:
             model=directory(f"{RESULTS}/model/hf"),
             ref=f"{RESULTS}/model/model.json",
             train_log=f"{RESULTS}/model/train_log.json",
+        log:
+            f"{RESULTS}/logs/finetune.log",
+        conda:
+            "../envs/torch.yaml"
+        threads: max(1, workflow.cores)
+        resources:
+            mem_mb=8000,
+            runtime=120,
+            gpu=1,
         params:
             model=config["model"],
             finetune=config["finetune"],
             seed=SEED,
             config_hash=CONFIG_HASH,
-        threads: max(1, workflow.cores)
-        log:
-            f"{RESULTS}/logs/finetune.log",
-        conda:
-            "../envs/torch.yaml"
-        resources:
-            mem_mb=8000,
-            runtime=120,
-            gpu=1,
         script:
             "../scripts/finetune.py"
 
@@ -35,9 +35,6 @@ else:
     rule model_reference:
         output:
             ref=f"{RESULTS}/model/model.json",
-        params:
-            model=config["model"],
-            config_hash=CONFIG_HASH,
         log:
             f"{RESULTS}/logs/model_reference.log",
         conda:
@@ -45,6 +42,9 @@ else:
         resources:
             mem_mb=1000,
             runtime=10,
+        params:
+            model=config["model"],
+            config_hash=CONFIG_HASH,
         script:
             "../scripts/model_reference.py"
 
@@ -60,17 +60,17 @@ rule rerank:
         bm25=f"{RESULTS}/runs/{{dataset}}/bm25.trec",
         ce=f"{RESULTS}/runs/{{dataset}}/cross_encoder.trec",
         fusion=f"{RESULTS}/runs/{{dataset}}/fusion.trec",
-    params:
-        rerank=config["rerank"],
-    threads: max(1, workflow.cores)
     log:
         f"{RESULTS}/logs/rerank/{{dataset}}.log",
     conda:
         "../envs/torch.yaml"
+    threads: max(1, workflow.cores)
     resources:
         mem_mb=6000,
         runtime=60,
         gpu=1,
+    params:
+        rerank=config["rerank"],
     script:
         "../scripts/rerank.py"
 
@@ -82,9 +82,6 @@ rule baseline_metrics:
     output:
         metrics=f"{RESULTS}/metrics/{{dataset}}/baseline.json",
         per_query=f"{RESULTS}/metrics/{{dataset}}/baseline_per_query.csv",
-    params:
-        seed=SEED,
-        config_hash=CONFIG_HASH,
     log:
         f"{RESULTS}/logs/baseline_metrics/{{dataset}}.log",
     conda:
@@ -92,6 +89,9 @@ rule baseline_metrics:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        seed=SEED,
+        config_hash=CONFIG_HASH,
     script:
         "../scripts/baseline_metrics.py"
 

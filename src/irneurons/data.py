@@ -12,6 +12,7 @@ import os
 import random
 import re
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,6 +89,10 @@ def seed_ir_datasets_home(cache_dir: str | os.PathLike, seed_dir: str | os.PathL
     folder (read-only, shared) is never used directly. Sets ``IR_DATASETS_HOME`` for this process.
     """
     cache = Path(cache_dir).resolve()
+    loaded = sys.modules.get("ir_datasets")
+    if loaded is not None and Path(loaded.util.home_path()).resolve() != cache:
+        # ir_datasets fixes each dataset's folder when it is imported: setting the variable later has no effect.
+        raise RuntimeError(f"ir_datasets was imported before IR_DATASETS_HOME was set to {cache}")
     cache.mkdir(parents=True, exist_ok=True)
     if seed_dir and Path(seed_dir).is_dir():
         for src in Path(seed_dir).rglob("*"):

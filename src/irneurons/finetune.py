@@ -129,7 +129,7 @@ def finetune(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if step % 50 == 0 or step == cfg.steps - 1:
             recent = losses[-50:]
             bar.set_postfix(loss=f"{sum(recent) / len(recent):.3f}")

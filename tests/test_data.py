@@ -1,0 +1,102 @@
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from irneurons import data, firststage
+from irneurons.data import DataError, DatasetSpec
+
+CRANFIELD_GAINS = {1: 4, 2: 3, 3: 2, 4: 1, -1: 0}
+
+
+def test_grade_map_on_cranfield_format(cranfield_home, tmp_path):
+    # ir_datasets binds its home at import time, so load in a fresh interpreter.
+    code = f"""
+from irneurons import data
+data.seed_ir_datasets_home({str(tmp_path / 'cache')!r}, {str(cranfield_home)!r})
+spec = data.DatasetSpec(name='cranfield', source='cranfield', grade_map={CRANFIELD_GAINS!r})
+c = data.load_collection(spec)
+print(sorted(zip(c.qrels.qid, c.qrels.doc_id, c.qrels.grade, c.qrels.gain)))
+print(sorted(c.queries.qid), len(c.docs), c.docs.set_index('doc_id').text['2'])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0] == str(
+        [("1", "1", 4, 1), ("1", "2", 1, 4), ("1", "3", -1, 0), ("2", "1", 3, 2), ("2", "3", 2, 3)]
+    )
+    # the title is not duplicated (Cranfield's text starts with it) and whitespace is collapsed
+    assert out[1] == "['1', '2'] 3 heated aircraft models . similarity laws for aerothermoelastic testing ."
+    assert (tmp_path / "cache" / "cranfield" / "cran.tar.gz").is_file()  # seeded copy, source untouched
+
+
+def test_apply_gain_clips_negative_and_keeps_unmapped():
+    q = pd.DataFrame({"qid": ["1"] * 4, "doc_id": list("abcd"), "grade": [1, 4, -1, 7]})
+    assert data.apply_gain(q, CRANFIELD_GAINS)["gain"].tolist() == [4, 1, 0, 7]
+    assert data.apply_gain(q, {})["gain"].tolist() == [1, 4, 0, 7]
+
+
+def test_split_is_deterministic_and_partitions():
+    ids = [str(i) for i in range(1, 226)]
+    a = data.split_queries(ids, 0.6, 0.1, seed=0)
+    assert a == data.split_queries(list(reversed(ids)), 0.6, 0.1, seed=0)  # order of input irrelevant
+    assert a != data.split_queries(ids, 0.6, 0.1, seed=1)
+    counts = pd.Series(a).value_counts().to_dict()
+    assert counts == {"train": 135, "test": 68, "attribution": 22}
+    # same recipe as the fine-tuning probe: ids sorted as integers, shuffled with random.Random(0)
+    import random
+
+    order = sorted(ids, key=int)
+    random.Random(0).shuffle(order)
+    assert [q for q in order[:135]] == [q for q in order if a[q] == "train"]
+    with pytest.raises(DataError):
+        data.split_queries(ids, 0.8, 0.3, seed=0)
+
+
+def test_beir_folder_and_pairs(beir_folder):
+    spec = DatasetSpec(name="tiny", source=f"local:{beir_folder}")
+    c = data.load_collection(spec)
+    assert sorted(c.queries.qid) == ["1", "2", "3", "4"]
+    assert c.docs.set_index("doc_id").text["d2"] == "title 1. heat transfer in laminar flow over a cone"
+    assert c.qrels.set_index(["qid", "doc_id"]).gain[("4", "d6")] == 0
+    # every doc is a candidate of every query (BM25 on 6 docs leaves some queries with too few)
+    cand = pd.DataFrame([(q, d) for q in c.queries.qid for d in c.docs.doc_id], columns=["qid", "doc_id"])
+    p1 = data.sample_pairs(cand, c.qrels, ["1", "2", "3", "4"], n_per_class=3, seed=0, shard_size=2)
+    p2 = data.sample_pairs(cand, c.qrels, ["4", "3", "2", "1"], n_per_class=3, seed=0, shard_size=2)
+    pd.testing.assert_frame_equal(p1, p2)
+    assert p1["label"].tolist() == [1, 0, 1, 0, 1, 0]
+    assert p1["shard"].tolist() == [0, 0, 1, 1, 2, 2]
+    rel = set(zip(c.qrels.qid, c.qrels.doc_id))
+    for q, d, label in zip(p1.qid, p1.doc_id, p1.label):
+        # relevant pairs come from qrels with gain > 0; negatives are never judged (not even gain 0: d6 for q4)
+        assert ((q, d) in rel) == bool(label)
+        assert (q, d) != ("4", "d6")
+    other = data.sample_pairs(cand, c.qrels, ["1", "2", "3", "4"], n_per_class=3, seed=1, shard_size=2)
+    assert set(other.pair_id) != set(p1.pair_id) or len(p1) == 8  # a different seed draws differently
+
+
+def test_bm25_ranks_planted_exact_match_first():
+    docs = pd.DataFrame(
+        {"doc_id": [f"n{i}" for i in range(30)] + ["planted"],
+         "text": [f"generic text about aircraft number {i} and wings" for i in range(30)]
+         + ["magnetohydrodynamic stagnation point heat flux"]}
+    )
+    queries = pd.DataFrame({"qid": ["q"], "text": ["stagnation point heat flux magnetohydrodynamic"]})
+    cand = firststage.bm25_candidates(docs, queries, k=10)
+    assert cand.iloc[0].doc_id == "planted" and cand.iloc[0]["rank"] == 1
+    assert cand["score"].is_monotonic_decreasing
+
+
+def test_bad_dataset_references(tmp_path, beir_folder):
+    with pytest.raises(DataError, match="unknown ir_datasets id 'no-such-dataset'"):
+        data.check_source(DatasetSpec(name="x", source="no-such-dataset"))
+    with pytest.raises(DataError, match="local folder .*missing.* does not exist"):
+        data.check_source(DatasetSpec(name="x", source=f"local:{tmp_path / 'missing'}"))
+    (beir_folder / "qrels" / "test.tsv").unlink()
+    with pytest.raises(DataError, match="has no qrels/test.tsv"):
+        data.check_source(DatasetSpec(name="x", source=f"local:{beir_folder}"))
+
+
+def test_dataset_without_qrels_fails(beir_folder):
+    (beir_folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n")
+    with pytest.raises(DataError, match="dataset 'x': no qrels"):
+        data.load_collection(DatasetSpec(name="x", source=f"local:{beir_folder}"))

