@@ -417,12 +417,19 @@ class _Accumulator:
         # ``pairs`` are unique within a chunk, so fancy-index += is exact.
         self.arr[key][pairs] += values.detach().to("cpu", torch.float64).numpy()
 
-    def check_finite(self, pairs: Sequence[int], pair_ids: Sequence | None) -> None:
-        for key in ("ffn", "heads", "ffn_resid", "heads_resid", "ffn_absact", "heads_absact"):
-            for p in pairs:
-                if not np.isfinite(self.arr[key][p]).all():
-                    name = f"pair index {p}" + (f" (id {pair_ids[p]!r})" if pair_ids is not None else "")
-                    raise NonFiniteAttributionError(f"NaN/inf in the '{key}' attribution of {name}")
+    def nonfinite(self, pairs: Sequence[int]) -> list[tuple[int, str]]:
+        """(pair, key) for every listed pair holding a NaN/inf."""
+        return [
+            (int(p), key)
+            for p in pairs
+            for key, arr in self.arr.items()
+            if not key.startswith("f_") and not np.isfinite(arr[p]).all()
+        ]
+
+
+def _raise_nonfinite(pair: int, key: str, pair_ids: Sequence | None):
+    name = f"pair index {pair}" + (f" (id {pair_ids[pair]!r})" if pair_ids is not None else "")
+    raise NonFiniteAttributionError(f"NaN/inf in the '{key}' attribution of {name}")
 
 
 @dataclass
@@ -485,8 +492,11 @@ def _record_endpoints(eng, acc: _Accumulator, ch: _Chunk, scores: torch.Tensor, 
         ffn.append(_reduce(A, a, n))
         h = units[4 * layer + 2][sel].detach().to(eng.acc_dtype).unflatten(-1, (lay.n_heads, lay.d_head))
         heads.append(_reduce(A, torch.linalg.vector_norm(h, dim=-1), n))
-    acc.add("ffn_absact", ch.slot_pairs, torch.stack(ffn, dim=2))
-    acc.add("heads_absact", ch.slot_pairs, torch.stack(heads, dim=2))
+    # Pad tokens: not part of the pair, and chunks trim them, so their mean is defined as 0.
+    ffn, heads = torch.stack(ffn, dim=2), torch.stack(heads, dim=2)
+    ffn[:, PAD], heads[:, PAD] = 0, 0
+    acc.add("ffn_absact", ch.slot_pairs, ffn)
+    acc.add("heads_absact", ch.slot_pairs, heads)
 
 
 def _piece_weights(eng, quad: Quadrature, ch: _Chunk, seg_of_row: np.ndarray, k_of_row: np.ndarray):
@@ -549,9 +559,41 @@ def _endpoint_pass(eng, acc, data, todo: list[tuple[int, float]], rows_per_chunk
         _record_endpoints(eng, acc, ch, scores, units)
 
 
-def _finish(acc: _Accumulator, param_dtype) -> dict[str, np.ndarray]:
+def _process_chunk(eng, acc: _Accumulator, quad: Quadrature, data: dict, chunk) -> None:
+    """Forward, ONE backward of Σ F over the chunk's rows (all layers' units at once), reduction."""
+    rows_pair = np.concatenate([np.full(b - a, p) for p, a, b in chunk])
+    k_of_row = np.concatenate([np.arange(a, b) for _, a, b in chunk])
+    seg_of_row = np.concatenate([np.full(b - a, s) for s, (_, a, b) in enumerate(chunk)])
+    ch = _chunk_rows(eng, data, rows_pair, quad.alphas[k_of_row])
+    scores, units, tangents = eng.forward(ch.ids, ch.tt, ch.am, ch.gamma, ch.tangent if quad.is_node_rule else None)
+    grads = torch.autograd.grad(scores.sum(), units)
+    _accumulate_conductance(eng, acc, quad, ch, units, grads, tangents, seg_of_row, k_of_row)
+    _record_endpoints(eng, acc, ch, scores, units)
+
+
+def _isolate_nonfinite(eng, quad: Quadrature, data: dict, chunk, acc: _Accumulator) -> tuple[int, str]:
+    """The (pair, key) to blame for a NaN/inf in a chunk.
+
+    The part reduction is a matmul over all rows of a chunk, so one NaN row spreads to every pair
+    in it (0 · NaN = NaN). Rare, so re-run the chunk's pairs one by one instead of slowing the
+    normal path with per-row checks.
+    """
+    for pair in sorted({p for p, _, _ in chunk}):
+        alone = _Accumulator(acc.arr["f_x"].shape[0], eng.layout, acc.n_tokens)
+        _process_chunk(eng, alone, quad, data, [seg for seg in chunk if seg[0] == pair])
+        bad = alone.nonfinite([pair])
+        if bad:
+            return bad[0]
+    return acc.nonfinite(sorted({p for p, _, _ in chunk}))[0]
+
+
+def _finish(acc: _Accumulator, param_dtype, pair_ids: Sequence | None) -> dict[str, np.ndarray]:
     """Means of |activation|, completeness sums and errors; cast to the output dtype."""
     arr = acc.arr
+    for key in ("f_x", "f_baseline"):
+        bad = np.flatnonzero(~np.isfinite(arr[key]))
+        if bad.size:
+            _raise_nonfinite(int(bad[0]), key, pair_ids)
     counts = acc.n_tokens.astype(np.float64)[:, :, None, None]
     for key in ("ffn_absact", "heads_absact"):
         arr[key] = arr[key] / np.maximum(counts, 1.0)  # sums are 0 where a part is empty
@@ -628,25 +670,16 @@ def attribute_ids(
             bar = tqdm(total=n_pairs, desc=f"NIG {estimator}x{steps}", unit="pair", disable=not progress)
             done = 0
             for chunk in chunks:
-                rows_pair = np.concatenate([np.full(b - a, p) for p, a, b in chunk])
-                k_of_row = np.concatenate([np.arange(a, b) for _, a, b in chunk])
-                seg_of_row = np.concatenate([np.full(b - a, s) for s, (_, a, b) in enumerate(chunk)])
-                ch = _chunk_rows(eng, data, rows_pair, quad.alphas[k_of_row])
-                scores, units, tangents = eng.forward(
-                    ch.ids, ch.tt, ch.am, ch.gamma, ch.tangent if quad.is_node_rule else None
-                )
-                # ONE backward of Σ F for all rows and all layers of the chunk.
-                grads = torch.autograd.grad(scores.sum(), units)
-                _accumulate_conductance(eng, acc, quad, ch, units, grads, tangents, seg_of_row, k_of_row)
-                _record_endpoints(eng, acc, ch, scores, units)
-                del grads, tangents, units, scores, ch
-                acc.check_finite(np.unique(rows_pair), pair_ids)
+                _process_chunk(eng, acc, quad, data, chunk)
+                chunk_pairs = sorted({p for p, _, _ in chunk})
+                if acc.nonfinite(chunk_pairs):
+                    _raise_nonfinite(*_isolate_nonfinite(eng, quad, data, chunk, acc), pair_ids)
                 last_pair, _, last_stop = chunk[-1]
                 finished = last_pair + (last_stop == n_points)
                 bar.update(finished - done)
                 done = finished
             bar.close()
-    return _finish(acc, eng.param_dtype)
+    return _finish(acc, eng.param_dtype, pair_ids)
 
 
 def attribute(

@@ -1,0 +1,413 @@
+"""NIG engine: oracles (captum), completeness, parts, baselines, batching, errors, shards.
+
+Tiny random BERTs in float64, hand-built ids: no network, a few seconds in all.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from captum.attr import LayerConductance
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+    ElectraConfig,
+    ElectraForSequenceClassification,
+    RobertaConfig,
+    RobertaForSequenceClassification,
+)
+
+from irneurons import nig, units
+
+CLS, SEP, PAD = 2, 3, 0
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny tensors: thread spin-up costs more than it saves, and the CPU is shared.
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def tiny_bert(num_labels=1, seed=0, layers=2, dtype=torch.float64):
+    torch.manual_seed(seed)
+    cfg = BertConfig(
+        vocab_size=40, hidden_size=16, num_hidden_layers=layers, num_attention_heads=4,
+        intermediate_size=24, max_position_embeddings=32, num_labels=num_labels,
+        initializer_range=0.5,  # large weights: a clearly non-linear F, ΔF of order 1
+        attn_implementation="eager", pad_token_id=PAD,
+    )
+    return BertForSequenceClassification(cfg).to(dtype).eval()
+
+
+def batch():
+    """Two pairs: one with padding, one filling the width."""
+    ids = torch.tensor([
+        [CLS, 10, 11, SEP, 20, 21, 22, SEP, PAD, PAD],
+        [CLS, 12, SEP, 23, 24, 25, 26, 27, 28, SEP],
+    ])
+    am = (ids != PAD).long()
+    tt = torch.tensor([[0, 0, 0, 0, 1, 1, 1, 1, 0, 0], [0, 0, 0, 1, 1, 1, 1, 1, 1, 1]])
+    return ids, am, tt
+
+
+def run(model, estimator="gauss_legendre", steps=16, **kw):
+    ids, am, tt = batch()
+    kw.setdefault("progress", False)
+    return nig.attribute_ids(model, ids, am, tt, cls_id=CLS, sep_id=SEP, pad_id=PAD,
+                             estimator=estimator, steps=steps, **kw)
+
+
+# --------------------------------------------------------------------------- captum reference
+
+
+def _parts_and_embeddings(model, baseline="pad_query"):
+    ids, am, tt = batch()
+    parts = nig.token_parts(ids, tt, am, CLS, SEP)
+    base = nig.baseline_ids(ids, parts, PAD, baseline)
+    emb = units.word_embeddings(model)
+    with torch.no_grad():
+        return ids, am, tt, parts, emb(ids), emb(base)
+
+
+def _to_parts(per_token, parts):
+    """[B, T, D] → [B, P, D] with a plain one-hot sum (independent of nig's reduction)."""
+    onehot = torch.nn.functional.one_hot(parts, nig.N_PARTS).double()
+    return torch.einsum("btp,btd->bpd", onehot, per_token.detach().double()).numpy()
+
+
+def captum_units(model, module, steps, target="auto"):
+    """captum LayerConductance(method='riemann_right') of ``module``'s input 0, word embeddings
+    interpolated, reduced to [B, P, D].
+
+    Only input 0 is comparable: captum differentiates w.r.t. the tensors the module receives
+    (total derivative), while the cut needs the residual's partial derivative through the module
+    alone. Input 0 (FFN intermediate, head contexts) feeds nothing else, so there both agree.
+    """
+    ids, am, tt, parts, e_x, e_b = _parts_and_embeddings(model)
+    override = units.EmbeddingOverride(model)
+    tgt = nig.resolve_target(target, model.config.num_labels)
+
+    def forward(word_emb, ids_, tt_, am_):
+        with override:
+            override.value = word_emb
+            logits = model(input_ids=ids_, token_type_ids=tt_, attention_mask=am_).logits
+        return nig.target_scores(logits, tgt)
+
+    a_units, _ = LayerConductance(forward, module).attribute(
+        e_x, baselines=e_b, additional_forward_args=(ids, tt, am), n_steps=steps,
+        method="riemann_right", attribute_to_layer_input=True,
+    )
+    return _to_parts(a_units, parts)
+
+
+def brute_force(model, module, alphas, side):
+    """Reference difference rule: one forward + backward per α, unbatched, ``inputs_embeds`` path.
+
+    The hook hands the module clones of (units, residual), so gradients w.r.t. them are partial
+    derivatives through the module. Returns units [B, P, D] and residual [B, P].
+    """
+    ids, am, tt, parts, e_x, e_b = _parts_and_embeddings(model)
+    acts, grads = [], []
+    for alpha in alphas:
+        store = {}
+
+        def hook(mod, args):
+            store["in"] = [args[0].clone(), args[1].clone()]
+            return tuple(store["in"])
+
+        handle = module.register_forward_pre_hook(hook)
+        emb = (e_b + alpha * (e_x - e_b)).requires_grad_()
+        f = model(inputs_embeds=emb, token_type_ids=tt, attention_mask=am).logits[:, 0]
+        handle.remove()
+        grads.append(torch.autograd.grad(f.sum(), store["in"]))
+        acts.append([t.detach() for t in store["in"]])
+    total = [0, 0]
+    for k in range(1, len(alphas)):
+        for i in range(2):
+            g = {"right": grads[k][i], "left": grads[k - 1][i], "trap": (grads[k][i] + grads[k - 1][i]) / 2}[side]
+            total[i] = total[i] + g * (acts[k][i] - acts[k - 1][i])
+    return _to_parts(total[0], parts), _to_parts(total[1].sum(-1, keepdim=True), parts)[..., 0]
+
+
+def assert_close(ours, ref, rtol=1e-6):
+    np.testing.assert_allclose(ours, ref, rtol=rtol, atol=rtol * np.abs(ref).max())
+
+
+def per_head(x, n_heads):
+    return x.reshape(*x.shape[:-1], n_heads, -1).sum(-1)
+
+
+@pytest.mark.parametrize("num_labels", [1, 2])
+def test_oracle_captum_layer_conductance(num_labels):
+    """Equal to captum LayerConductance(method='riemann_right', same n_steps) on every layer's
+    BertOutput input 0 (FFN neurons) and BertSelfOutput input 0 summed per head."""
+    model, S = tiny_bert(num_labels), 8
+    ours = run(model, "captum_riemann_right", S)
+    for layer, block in enumerate(model.bert.encoder.layer):
+        assert_close(ours["ffn"][:, :, layer], captum_units(model, block.output, S))
+        assert_close(ours["heads"][:, :, layer], per_head(captum_units(model, block.attention.output, S), 4))
+
+
+@pytest.mark.parametrize("estimator,side", [("riemann_right", "right"), ("riemann_left", "left"), ("trapezoid", "trap")])
+def test_oracle_brute_force(estimator, side):
+    """Our batched grid α_k = k/S against one unbatched forward/backward per α, incl. residuals."""
+    model, S = tiny_bert(1, seed=1), 6
+    ours = run(model, estimator, S, budget=40)  # 4 rows per forward: pairs split over chunks
+    alphas = [k / S for k in range(S + 1)]
+    for layer, block in enumerate(model.bert.encoder.layer):
+        ffn, ffn_res = brute_force(model, block.output, alphas, side)
+        assert_close(ours["ffn"][:, :, layer], ffn)
+        assert_close(ours["ffn_resid"][:, :, layer], ffn_res)
+        heads, heads_res = brute_force(model, block.attention.output, alphas, side)
+        assert_close(ours["heads"][:, :, layer], per_head(heads, 4))
+        assert_close(ours["heads_resid"][:, :, layer], heads_res)
+
+
+def test_gauss_legendre_matches_fine_trapezoid_and_plain_jvp():
+    """GL (forward-mode ȧ) converges to the same integral as a fine trapezoid rule (no AD tangent),
+    and the fast linear JVP gives the stock forward-AD result."""
+    model = tiny_bert(1, seed=2)
+    gl = run(model, "gauss_legendre", 64)
+    fine = run(model, "trapezoid", 2048, budget=4096)
+    for key in ("ffn", "heads", "ffn_resid", "heads_resid"):
+        assert_close(gl[key], fine[key], rtol=1e-5)
+    stock = run(model, "gauss_legendre", 8, fast_jvp=False)
+    fast = run(model, "gauss_legendre", 8)
+    for key in ("ffn", "heads"):
+        np.testing.assert_allclose(fast[key], stock[key], rtol=1e-10, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- completeness
+
+
+@pytest.mark.parametrize("num_labels,target", [(1, "auto"), (2, "auto"), (2, "prob"), (1, "prob")])
+def test_completeness_gauss_legendre(num_labels, target):
+    r = run(tiny_bert(num_labels, seed=3), "gauss_legendre", 32, target=target)
+    assert np.all(np.abs(r["f_x"] - r["f_baseline"]) > 1e-3)  # a non-trivial check
+    assert r["ffn_cut_relerr"].max() < 1e-6
+    assert r["heads_cut_relerr"].max() < 1e-6
+    delta = (r["f_x"] - r["f_baseline"])[:, None]
+    np.testing.assert_allclose(r["ffn_cut_sum"], np.broadcast_to(delta, r["ffn_cut_sum"].shape), rtol=1e-6)
+
+
+def test_completeness_riemann_shrinks_with_steps():
+    model = tiny_bert(1, seed=3)
+    errs = [max(run(model, "riemann_right", s)["ffn_cut_relerr"].max(),
+                run(model, "riemann_right", s)["heads_cut_relerr"].max()) for s in (8, 32, 128)]
+    assert errs[0] > 2 * errs[1] > 4 * errs[2], errs
+    trap = run(model, "trapezoid", 32)
+    assert trap["ffn_cut_relerr"].max() < errs[1]  # second order beats first order
+
+
+def test_endpoints_and_absact():
+    """F(x), F(x') match direct forwards; |activation| means match a hooked forward of x."""
+    model = tiny_bert(1, seed=4)
+    ids, am, tt = batch()
+    parts = nig.token_parts(ids, tt, am, CLS, SEP)
+    base = nig.baseline_ids(ids, parts, PAD, "pad_query")
+    with torch.no_grad(), units.UnitRecorder(model) as rec:
+        fx = model(input_ids=ids, token_type_ids=tt, attention_mask=am).logits[:, 0].numpy()
+        a = rec.ffn[1].abs()
+        h = rec.heads[0].reshape(2, 10, 4, 4).norm(dim=-1)
+        rec.reset()
+        fb = model(input_ids=base, token_type_ids=tt, attention_mask=am).logits[:, 0].numpy()
+    for est in ("gauss_legendre", "riemann_right"):
+        r = run(model, est, 4)
+        np.testing.assert_allclose(r["f_x"], fx, rtol=1e-10)
+        np.testing.assert_allclose(r["f_baseline"], fb, rtol=1e-10)
+        q = parts == nig.QUERY
+        np.testing.assert_allclose(r["ffn_absact"][0, nig.QUERY, 1], a[0][q[0]].mean(0).numpy(), rtol=1e-10)
+        np.testing.assert_allclose(r["heads_absact"][1, nig.PASSAGE, 0],
+                                   h[1][parts[1] == nig.PASSAGE].mean(0).numpy(), rtol=1e-10)
+        assert np.all(r["ffn_absact"][:, nig.PAD] == 0)  # pad tokens: defined as 0
+
+
+# --------------------------------------------------------------------------- parts and baselines
+
+
+def test_token_parts_bert_and_roberta():
+    ids, am, tt = batch()
+    parts = nig.token_parts(ids, tt, am, CLS, SEP).tolist()
+    assert parts[0] == [0, 1, 1, 2, 3, 3, 3, 4, 5, 5]
+    assert parts[1] == [0, 1, 2, 3, 3, 3, 3, 3, 3, 4]
+    # RoBERTa: <s> q </s></s> p </s> <pad>
+    rob = torch.tensor([[0, 7, 8, 2, 2, 9, 9, 2, 1]])
+    assert nig.token_parts(rob, None, (rob != 1).long(), 0, 2).tolist() == [[0, 1, 1, 2, 2, 3, 3, 4, 5]]
+    # empty passage; a separator inside the passage stays passage
+    odd = torch.tensor([[CLS, 10, SEP, SEP, PAD, PAD, PAD], [CLS, 10, SEP, 20, SEP, 21, SEP]])
+    odd_am = (odd != PAD).long()
+    got = nig.token_parts(odd, None, odd_am, CLS, SEP).tolist()
+    assert got[0] == [0, 1, 2, 4, 5, 5, 5]
+    assert got[1] == [0, 1, 2, 3, 3, 3, 4]
+    with pytest.raises(ValueError, match="row 0"):
+        nig.token_parts(torch.tensor([[CLS, 10, 11]]), None, torch.ones(1, 3), CLS, SEP)
+
+
+def test_baselines_keep_padding():
+    ids, am, tt = batch()
+    parts = nig.token_parts(ids, tt, am, CLS, SEP)
+    pq = nig.baseline_ids(ids, parts, PAD, "pad_query").tolist()
+    assert pq[0] == [CLS, PAD, PAD, SEP, 20, 21, 22, SEP, PAD, PAD]
+    pqp = nig.baseline_ids(ids, parts, PAD, "pad_query_passage").tolist()
+    assert pqp[0] == [CLS, PAD, PAD, SEP, PAD, PAD, PAD, SEP, PAD, PAD]
+    assert pqp[1] == [CLS, PAD, SEP] + [PAD] * 6 + [SEP]
+    assert nig.baseline_ids(ids, parts, PAD, "pad_all").eq(PAD).all()
+    with pytest.raises(ValueError, match="unknown baseline"):
+        nig.baseline_ids(ids, parts, PAD, "zeros")
+    # Every baseline runs end to end and stays complete.
+    model = tiny_bert(1, seed=5)
+    for b in nig.BASELINES:
+        r = run(model, "gauss_legendre", 128, baseline=b)
+        assert r["ffn_cut_relerr"].max() < 1e-6, b
+
+
+def test_part_reduction_sums_to_token_sum():
+    g = torch.Generator().manual_seed(0)
+    R, T, D = 5, 7, 3
+    parts = torch.randint(0, nig.N_PARTS, (R, T), generator=g)
+    slots = torch.tensor([0, 0, 1, 2, 2])
+    w = torch.rand(R, generator=g, dtype=torch.float64)
+    vals = torch.randn(R, T, D, generator=g, dtype=torch.float64)
+    out = nig._reduce(nig._reduce_matrix(parts, slots, w, 3), vals, 3)
+    for s in range(3):
+        rows = slots == s
+        expect = (w[rows, None, None] * vals[rows]).sum((0, 1))
+        torch.testing.assert_close(out[s].sum(0), expect)
+        torch.testing.assert_close(out[s, 2], (w[rows, None, None] * vals[rows] * (parts[rows] == 2)[..., None]).sum((0, 1)))
+    # n_tokens per part cover the sequence
+    r = run(tiny_bert(1), "riemann_right", 2)
+    assert r["n_tokens"].sum(1).tolist() == [10, 10]
+    assert r["n_tokens"][0].tolist() == [1, 2, 1, 3, 1, 2]
+
+
+# --------------------------------------------------------------------------- batching
+
+
+def test_plan_chunks():
+    chunks = nig.plan_chunks(3, 5, 4, overlap=True)
+    # every interval (k-1, k) of every pair appears in exactly one segment
+    seen = [(p, k) for c in chunks for p, a, b in c for k in range(a + 1, b)]
+    assert sorted(seen) == [(p, k) for p in range(3) for k in range(1, 5)]
+    assert all(sum(b - a for _, a, b in c) <= 4 for c in chunks)
+    nodes = nig.plan_chunks(3, 5, 4, overlap=False)
+    assert sorted((p, k) for c in nodes for p, a, b in c for k in range(a, b)) == [(p, k) for p in range(3) for k in range(5)]
+    with pytest.raises(ValueError):
+        nig.plan_chunks(1, 5, 1, overlap=True)
+
+
+@pytest.mark.parametrize("estimator", ["riemann_right", "trapezoid", "gauss_legendre"])
+def test_budget_does_not_change_results_and_one_backward_per_chunk(estimator, monkeypatch):
+    model = tiny_bert(1, seed=6)
+    calls = []
+    real_grad = torch.autograd.grad
+
+    def counting_grad(*args, **kwargs):
+        calls.append(1)
+        return real_grad(*args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", counting_grad)
+    big = run(model, estimator, 12, budget=10_000)
+    assert len(calls) == 1  # both pairs, all steps, all layers: one backward
+    calls.clear()
+    small = run(model, estimator, 12, budget=30)  # 3 rows per forward: pairs split over chunks
+    n_points = 12 + (estimator != "gauss_legendre")
+    assert len(calls) == len(nig.plan_chunks(2, n_points, 3, overlap=estimator != "gauss_legendre"))
+    for key in big:
+        np.testing.assert_allclose(small[key], big[key], rtol=1e-10, atol=1e-12, err_msg=key)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_nan_names_the_pair():
+    model = tiny_bert(1, seed=7)
+    with torch.no_grad():
+        model.bert.embeddings.word_embeddings.weight[27] = float("nan")  # token 27 only in pair 1
+    with pytest.raises(nig.NonFiniteAttributionError, match=r"pair index 1 \(id 'q2-d9'\)"):
+        run(model, "riemann_right", 4, pair_ids=["q1-d1", "q2-d9"])
+
+
+def test_unsupported_architecture():
+    cfg = DistilBertConfig(vocab_size=40, dim=16, n_layers=1, n_heads=2, hidden_dim=24, max_position_embeddings=32)
+    model = DistilBertForSequenceClassification(cfg)
+    with pytest.raises(ValueError, match="distilbert.*encoder.layer"):
+        units.layout(model)
+    with pytest.raises(ValueError, match="distilbert"):
+        run(model, "riemann_right", 2)
+
+
+def test_hooks_must_fire():
+    rec = units.UnitRecorder(tiny_bert(1))
+    with pytest.raises(RuntimeError, match="did not fire"):
+        rec.tensors()
+
+
+def test_targets():
+    logits = torch.tensor([[1.0, 3.0]])
+    assert nig.target_scores(logits, "auto").item() == 2.0
+    assert nig.target_scores(torch.tensor([[0.0]]), "prob").item() == 0.5
+    with pytest.raises(ValueError):
+        nig.target_scores(logits, "logit")
+    with pytest.raises(ValueError):
+        nig.quadrature("simpson", 4)
+
+
+# --------------------------------------------------------------------------- other encoders, bf16
+
+
+def test_roberta_and_electra_units():
+    torch.manual_seed(0)
+    rcfg = RobertaConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=24, max_position_embeddings=40, num_labels=1, pad_token_id=1,
+                         bos_token_id=0, eos_token_id=2, initializer_range=0.5, attn_implementation="eager")
+    model = RobertaForSequenceClassification(rcfg).double().eval()
+    ids = torch.tensor([[0, 7, 8, 2, 2, 9, 10, 11, 2, 1]])
+    r = nig.attribute_ids(model, ids, (ids != 1).long(), None, cls_id=0, sep_id=2, pad_id=1,
+                          steps=24, progress=False)
+    assert r["ffn_cut_relerr"].max() < 1e-6 and r["heads_cut_relerr"].max() < 1e-6
+    ecfg = ElectraConfig(vocab_size=40, embedding_size=8, hidden_size=16, num_hidden_layers=3,
+                         num_attention_heads=4, intermediate_size=24, max_position_embeddings=32)
+    assert units.layout(ElectraForSequenceClassification(ecfg)) == units.UnitLayout(3, 24, 4, 4, 16)
+
+
+def test_bf16_close_to_fp32():
+    """bf16 autocast forward, fp32 results: same attributions up to bf16 rounding."""
+    model = tiny_bert(1, seed=3, dtype=torch.float32)
+    lo, hi = run(model, "gauss_legendre", 16, bf16=True), run(model, "gauss_legendre", 16)
+    assert lo["ffn"].dtype == np.float32 and np.isfinite(lo["ffn"]).all()
+    for key in ("ffn", "heads"):
+        assert np.corrcoef(lo[key].ravel(), hi[key].ravel())[0, 1] > 0.95, key
+
+
+# --------------------------------------------------------------------------- shards
+
+
+def test_shard_roundtrip_and_atomicity(tmp_path, monkeypatch):
+    r = run(tiny_bert(1), "riemann_right", 2)
+    path = tmp_path / "shard-0.npz"
+    meta = {"model": "tiny", "steps": 2, "pair_ids": ["a", "b"]}
+    nig.save_shard(path, r, meta)
+    back, back_meta = nig.load_shard(path)
+    assert back_meta == meta and back.keys() == r.keys()
+    for k in r:
+        np.testing.assert_array_equal(back[k], r[k])
+
+    def broken_savez(f, **arrays):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        nig.save_shard(path, {"x": np.zeros(3)}, {"new": True})
+    with pytest.raises(OSError):
+        nig.save_shard(tmp_path / "other.npz", {"x": np.zeros(3)}, {})
+    assert sorted(os.listdir(tmp_path)) == ["shard-0.npz"]  # no temp file, no partial shard
+    assert nig.load_shard(path)[1] == meta  # the old shard is intact
