@@ -5,6 +5,8 @@ rule dataset:
     output:
         queries=f"{RESULTS}/data/{{dataset}}/queries.parquet",
         qrels=f"{RESULTS}/data/{{dataset}}/qrels.parquet",
+    benchmark:
+        f"{RESULTS}/benchmarks/dataset/{{dataset}}.tsv"
     log:
         f"{RESULTS}/logs/dataset/{{dataset}}.log",
     conda:
@@ -26,6 +28,8 @@ rule candidates:
     output:
         candidates=f"{RESULTS}/data/{{dataset}}/candidates.parquet",
         docs=f"{RESULTS}/data/{{dataset}}/docs.parquet",
+    benchmark:
+        f"{RESULTS}/benchmarks/candidates/{{dataset}}.tsv"
     log:
         f"{RESULTS}/logs/candidates/{{dataset}}.log",
     conda:
@@ -47,6 +51,8 @@ rule pairs:
         candidates=rules.candidates.output.candidates,
     output:
         pairs=f"{RESULTS}/data/{{dataset}}/pairs.parquet",
+    benchmark:
+        f"{RESULTS}/benchmarks/pairs/{{dataset}}.tsv"
     log:
         f"{RESULTS}/logs/pairs/{{dataset}}.log",
     conda:

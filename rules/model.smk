@@ -13,6 +13,8 @@ if config["model"]["finetune"]:
             model=directory(f"{RESULTS}/model/hf"),
             ref=f"{RESULTS}/model/model.json",
             train_log=f"{RESULTS}/model/train_log.json",
+        benchmark:
+            f"{RESULTS}/benchmarks/finetune.tsv"
         log:
             f"{RESULTS}/logs/finetune.log",
         conda:
@@ -35,6 +37,8 @@ else:
     rule model_reference:
         output:
             ref=f"{RESULTS}/model/model.json",
+        benchmark:
+            f"{RESULTS}/benchmarks/model_reference.tsv"
         log:
             f"{RESULTS}/logs/model_reference.log",
         conda:
@@ -60,6 +64,8 @@ rule rerank:
         bm25=f"{RESULTS}/runs/{{dataset}}/bm25.trec",
         ce=f"{RESULTS}/runs/{{dataset}}/cross_encoder.trec",
         fusion=f"{RESULTS}/runs/{{dataset}}/fusion.trec",
+    benchmark:
+        f"{RESULTS}/benchmarks/rerank/{{dataset}}.tsv"
     log:
         f"{RESULTS}/logs/rerank/{{dataset}}.log",
     conda:
@@ -82,6 +88,8 @@ rule baseline_metrics:
     output:
         metrics=f"{RESULTS}/metrics/{{dataset}}/baseline.json",
         per_query=f"{RESULTS}/metrics/{{dataset}}/baseline_per_query.csv",
+    benchmark:
+        f"{RESULTS}/benchmarks/baseline_metrics/{{dataset}}.tsv"
     log:
         f"{RESULTS}/logs/baseline_metrics/{{dataset}}.log",
     conda:
@@ -102,6 +110,8 @@ rule baseline_table:
     output:
         csv=f"{RESULTS}/tables/baseline.csv",
         md=f"{RESULTS}/tables/baseline.md",
+    benchmark:
+        f"{RESULTS}/benchmarks/baseline_table.tsv"
     log:
         f"{RESULTS}/logs/baseline_table.log",
     conda:

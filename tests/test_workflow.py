@@ -46,6 +46,13 @@ def test_dry_run_plans_every_stage(tmp_path, configfile):
         assert f"rule {rule}:" in out
 
 
+def test_ready_cross_encoder_skips_finetuning(tmp_path):
+    cfg = ci_config()
+    cfg["model"] = {"source": "cross-encoder/ms-marco-MiniLM-L-12-v2", "finetune": False}
+    out = snakemake(tmp_path, "-n", config=cfg).stdout
+    assert "rule model_reference:" in out and "rule finetune:" not in out
+
+
 def _bad(cfg, tmp_path):
     proc = snakemake(tmp_path, "-n", config=cfg, check=False)
     assert proc.returncode != 0
