@@ -337,43 +337,49 @@ class _Engine:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
-    def forward(self, ids, tt, am, gamma, tangent=None, grad=True):
-        """One batched forward on word embeddings ``gamma``; returns (F, units, unit tangents | None).
+    def _unit_tangents(self, kwargs: dict, gamma: torch.Tensor, tangent: torch.Tensor) -> list[torch.Tensor]:
+        """∂a/∂α at every unit and residual: a no-grad forward carrying dual numbers (forward-mode
+        AD) with tangent dγ/dα = e(x) − e(x') on the word embeddings.
 
-        With ``tangent`` the forward carries dual numbers (forward-mode AD): each unit tensor's
-        tangent is ∂a/∂α exactly. The dual level is closed before the caller's backward, otherwise
-        the backward itself would propagate tangents (forward-over-reverse) and cost twice as much.
+        A separate no-grad pass rather than dual numbers inside the graph-recording forward: with a
+        graph, autograd also records every tangent operation (for higher-order derivatives), which
+        measured slower and about twice the memory (MiniLM, 32 rows × 128 tokens: 3.9 vs 1.8 GiB).
         """
+        jvp_ctx = fast_linear_jvp(self.model) if self.fast_jvp else contextlib.nullcontext()
         self.recorder.reset()
+        with torch.no_grad(), fwAD.dual_level(), jvp_ctx:
+            self.embedding.value = fwAD.make_dual(gamma, tangent.to(gamma.dtype))
+            with self._autocast():
+                self.model(**kwargs)
+            tangents = []
+            for u in self.recorder.tensors():
+                t = fwAD.unpack_dual(u).tangent
+                if t is None:
+                    raise RuntimeError("forward-mode AD lost the tangent before a unit module")
+                tangents.append(t)
+        self.embedding.value = None
+        return tangents
+
+    def forward(self, ids, tt, am, gamma, tangent=None, grad=True):
+        """Batched forward on word embeddings ``gamma``: (F per row, unit tensors, unit tangents | None).
+
+        With ``grad`` the unit tensors are in the graph, ready for one ``torch.autograd.grad``.
+        With ``tangent`` a forward-mode pass first gives each unit's exact ∂a/∂α.
+        """
         kwargs = {"input_ids": ids, "attention_mask": am}
         if tt is not None:
             kwargs["token_type_ids"] = tt
-        gamma = gamma.detach().requires_grad_(grad)  # the graph starts at the path, not the weights
-        grad_ctx = contextlib.nullcontext() if grad else torch.no_grad()
-        tangents = None
-        with grad_ctx:
-            if tangent is None:
-                self.embedding.value = gamma
-                with self._autocast():
-                    logits = self.model(**kwargs).logits
-                scores = target_scores(logits.float() if self.bf16 else logits, self.target)
-                units = self.recorder.tensors()
-            else:
-                jvp_ctx = fast_linear_jvp(self.model) if self.fast_jvp else contextlib.nullcontext()
-                with fwAD.dual_level(), jvp_ctx:
-                    self.embedding.value = fwAD.make_dual(gamma, tangent.to(gamma.dtype))
-                    with self._autocast():
-                        logits = self.model(**kwargs).logits
-                    logits = fwAD.unpack_dual(logits).primal
-                    scores = target_scores(logits.float() if self.bf16 else logits, self.target)
-                    units = self.recorder.tensors()
-                    tangents = []
-                    for u in units:
-                        t = fwAD.unpack_dual(u).tangent
-                        if t is None:
-                            raise RuntimeError("forward-mode AD lost the tangent before a unit module")
-                        tangents.append(t.detach())
-            self.embedding.value = None
+        gamma = gamma.detach()
+        tangents = None if tangent is None else self._unit_tangents(kwargs, gamma, tangent)
+        self.recorder.reset()
+        with contextlib.nullcontext() if grad else torch.no_grad():
+            # The graph starts at the path, not at the (frozen) weights.
+            self.embedding.value = gamma.requires_grad_(grad)
+            with self._autocast():
+                logits = self.model(**kwargs).logits
+            scores = target_scores(logits.float() if self.bf16 else logits, self.target)
+            units = self.recorder.tensors()
+        self.embedding.value = None
         if not self.embedding.fired:
             raise RuntimeError("word-embedding hook did not fire")
         return scores, units, tangents
