@@ -11,10 +11,15 @@ configfile: "config/config.yaml"
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/model.smk"
+include: "rules/attribution.smk"
 
 
 rule all:
     default_target: True
     input:
         f"{RESULTS}/tables/baseline.md",
-        expand(f"{RESULTS}/data/{{dataset}}/pairs.parquet", dataset=DATASETS),
+        expand(
+            f"{RESULTS}/nig/{{dataset}}/shard-{{shard}}.npz",
+            dataset=DATASETS,
+            shard=shard_ids(),
+        ),

@@ -27,6 +27,13 @@ SEED = config["seed"]
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
+    shard=r"\d+",
+
+
+def shard_ids():
+    """Shards per dataset, fixed by config so the whole DAG is known at dry-run (empty shards allowed)."""
+    per_class, size = config["pairs"]["per_class"], config["pairs"]["shard_size"]
+    return list(range(-(-2 * per_class // size)))
 
 
 def dataset_cfg(wildcards):

@@ -5,10 +5,10 @@ rule dataset:
     output:
         queries=f"{RESULTS}/data/{{dataset}}/queries.parquet",
         qrels=f"{RESULTS}/data/{{dataset}}/qrels.parquet",
-    benchmark:
-        f"{RESULTS}/benchmarks/dataset/{{dataset}}.tsv"
     log:
         f"{RESULTS}/logs/dataset/{{dataset}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/dataset/{{dataset}}.tsv"
     conda:
         "../envs/data.yaml"
     resources:
@@ -28,10 +28,10 @@ rule candidates:
     output:
         candidates=f"{RESULTS}/data/{{dataset}}/candidates.parquet",
         docs=f"{RESULTS}/data/{{dataset}}/docs.parquet",
-    benchmark:
-        f"{RESULTS}/benchmarks/candidates/{{dataset}}.tsv"
     log:
         f"{RESULTS}/logs/candidates/{{dataset}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/candidates/{{dataset}}.tsv"
     conda:
         "../envs/data.yaml"
     resources:
@@ -51,10 +51,10 @@ rule pairs:
         candidates=rules.candidates.output.candidates,
     output:
         pairs=f"{RESULTS}/data/{{dataset}}/pairs.parquet",
-    benchmark:
-        f"{RESULTS}/benchmarks/pairs/{{dataset}}.tsv"
     log:
         f"{RESULTS}/logs/pairs/{{dataset}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/pairs/{{dataset}}.tsv"
     conda:
         "../envs/data.yaml"
     resources:

@@ -13,10 +13,10 @@ if config["model"]["finetune"]:
             model=directory(f"{RESULTS}/model/hf"),
             ref=f"{RESULTS}/model/model.json",
             train_log=f"{RESULTS}/model/train_log.json",
-        benchmark:
-            f"{RESULTS}/benchmarks/finetune.tsv"
         log:
             f"{RESULTS}/logs/finetune.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/finetune.tsv"
         conda:
             "../envs/torch.yaml"
         threads: max(1, workflow.cores)
@@ -37,10 +37,10 @@ else:
     rule model_reference:
         output:
             ref=f"{RESULTS}/model/model.json",
-        benchmark:
-            f"{RESULTS}/benchmarks/model_reference.tsv"
         log:
             f"{RESULTS}/logs/model_reference.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/model_reference.tsv"
         conda:
             "../envs/torch.yaml"
         resources:
@@ -64,10 +64,10 @@ rule rerank:
         bm25=f"{RESULTS}/runs/{{dataset}}/bm25.trec",
         ce=f"{RESULTS}/runs/{{dataset}}/cross_encoder.trec",
         fusion=f"{RESULTS}/runs/{{dataset}}/fusion.trec",
-    benchmark:
-        f"{RESULTS}/benchmarks/rerank/{{dataset}}.tsv"
     log:
         f"{RESULTS}/logs/rerank/{{dataset}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/rerank/{{dataset}}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: max(1, workflow.cores)
@@ -88,10 +88,10 @@ rule baseline_metrics:
     output:
         metrics=f"{RESULTS}/metrics/{{dataset}}/baseline.json",
         per_query=f"{RESULTS}/metrics/{{dataset}}/baseline_per_query.csv",
-    benchmark:
-        f"{RESULTS}/benchmarks/baseline_metrics/{{dataset}}.tsv"
     log:
         f"{RESULTS}/logs/baseline_metrics/{{dataset}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/baseline_metrics/{{dataset}}.tsv"
     conda:
         "../envs/data.yaml"
     resources:
@@ -110,10 +110,10 @@ rule baseline_table:
     output:
         csv=f"{RESULTS}/tables/baseline.csv",
         md=f"{RESULTS}/tables/baseline.md",
-    benchmark:
-        f"{RESULTS}/benchmarks/baseline_table.tsv"
     log:
         f"{RESULTS}/logs/baseline_table.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/baseline_table.tsv"
     conda:
         "../envs/data.yaml"
     resources:
