@@ -276,12 +276,18 @@ def test_part_reduction_sums_to_token_sum():
     slots = torch.tensor([0, 0, 1, 2, 2])
     w = torch.rand(R, generator=g, dtype=torch.float64)
     vals = torch.randn(R, T, D, generator=g, dtype=torch.float64)
-    out = nig._reduce(nig._reduce_matrix(parts, slots, w, 3), vals, 3)
+    out = nig._PartReducer.build(parts, slots, w, 3)(vals)
     for s in range(3):
         rows = slots == s
         expect = (w[rows, None, None] * vals[rows]).sum((0, 1))
         torch.testing.assert_close(out[s].sum(0), expect)
         torch.testing.assert_close(out[s, 2], (w[rows, None, None] * vals[rows] * (parts[rows] == 2)[..., None]).sum((0, 1)))
+    # dropped rows do not leak, even when NaN
+    vals[1] = float("nan")
+    keep = torch.tensor([True, False, True, True, True])
+    out = nig._PartReducer.build(parts, slots, w, 3, keep=keep)(vals)
+    torch.testing.assert_close(out[0].sum(0), (w[0] * vals[0]).sum(0))
+    assert torch.isfinite(out).all()
     # n_tokens per part cover the sequence
     r = run(tiny_bert(1), "riemann_right", 2)
     assert r["n_tokens"].sum(1).tolist() == [10, 10]

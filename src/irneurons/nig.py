@@ -390,21 +390,32 @@ class _Engine:
         return scores, units, tangents
 
 
-def _reduce_matrix(parts_rows: torch.Tensor, slots: torch.Tensor, weights: torch.Tensor, n_slots: int) -> torch.Tensor:
-    """A [n_slots·P, R·T] with A[slot·P + part(r,t), r·T + t] = w_r: A @ values[R·T, D] sums values
-    over tokens per (pair, part), weighted per row, in one matmul on the device."""
-    R, T = parts_rows.shape
-    A = torch.zeros(n_slots * N_PARTS, R * T, dtype=weights.dtype, device=weights.device)
-    rows = (slots[:, None] * N_PARTS + parts_rows).reshape(-1)
-    cols = torch.arange(R * T, device=weights.device)
-    A[rows, cols] = weights[:, None].expand(R, T).reshape(-1)
-    return A
+@dataclass
+class _PartReducer:
+    """Sums [R, T, D] per-token values to [pairs, P, D] on the device.
 
+    Row r belongs to pair slot ``slots[r]`` and is weighted by ``weights[r]``; rows with ``keep``
+    False are dropped (not multiplied by 0, so a NaN there cannot leak). Per row a [P, T] × [T, D]
+    batched matmul with the weighted one-hot part matrix, then an ``index_add`` over rows: a NaN
+    stays in its own pair.
+    """
 
-def _reduce(A: torch.Tensor, values: torch.Tensor, n_slots: int) -> torch.Tensor:
-    """[R, T, D] → [n_slots, P, D] with A from :func:`_reduce_matrix`."""
-    R, T, D = values.shape
-    return (A @ values.reshape(R * T, D)).reshape(n_slots, N_PARTS, D)
+    onehot: torch.Tensor  # [R, P, T], weight w_r on (part(r, t), t)
+    slots: torch.Tensor  # [R_kept]
+    keep: torch.Tensor | None  # [R] bool, None = all
+    n_slots: int
+
+    @classmethod
+    def build(cls, parts_rows, slots, weights, n_slots, keep=None) -> "_PartReducer":
+        onehot = Fn.one_hot(parts_rows, N_PARTS).transpose(1, 2).to(weights.dtype) * weights[:, None, None]
+        return cls(onehot, slots if keep is None else slots[keep], keep, n_slots)
+
+    def __call__(self, values: torch.Tensor) -> torch.Tensor:
+        per_row = torch.bmm(self.onehot, values.to(self.onehot.dtype))  # [R, P, D]
+        if self.keep is not None:
+            per_row = per_row[self.keep]
+        out = torch.zeros(self.n_slots, *per_row.shape[1:], dtype=per_row.dtype, device=per_row.device)
+        return out.index_add_(0, self.slots, per_row)
 
 
 class _Accumulator:
@@ -496,13 +507,13 @@ def _record_endpoints(eng, acc: _Accumulator, ch: _Chunk, scores: torch.Tensor, 
         return
     sel = torch.as_tensor(ones, device=eng.device)
     n = len(ch.slot_pairs)
-    A = _reduce_matrix(ch.parts_rows[sel], ch.slots[sel], torch.ones(len(ones), dtype=eng.acc_dtype, device=eng.device), n)
+    reduce = _PartReducer.build(ch.parts_rows[sel], ch.slots[sel], torch.ones(len(ones), dtype=eng.acc_dtype, device=eng.device), n)
     ffn, heads = [], []
     for layer in range(lay.n_layers):
         a = units[4 * layer][sel].detach().to(eng.acc_dtype).abs()
-        ffn.append(_reduce(A, a, n))
+        ffn.append(reduce(a))
         h = units[4 * layer + 2][sel].detach().to(eng.acc_dtype).unflatten(-1, (lay.n_heads, lay.d_head))
-        heads.append(_reduce(A, torch.linalg.vector_norm(h, dim=-1), n))
+        heads.append(reduce(torch.linalg.vector_norm(h, dim=-1)))
     # Pad tokens: not part of the pair, and chunks trim them, so their mean is defined as 0.
     ffn, heads = torch.stack(ffn, dim=2), torch.stack(heads, dim=2)
     ffn[:, PAD], heads[:, PAD] = 0, 0
@@ -510,19 +521,20 @@ def _record_endpoints(eng, acc: _Accumulator, ch: _Chunk, scores: torch.Tensor, 
     acc.add("heads_absact", ch.slot_pairs, heads)
 
 
-def _piece_weights(eng, quad: Quadrature, ch: _Chunk, seg_of_row: np.ndarray, k_of_row: np.ndarray):
-    """Weight of each integrand piece, and the row whose pair / tokens it belongs to.
+def _piece_reducer(eng, quad: Quadrature, ch: _Chunk, seg_of_row: np.ndarray, k_of_row: np.ndarray) -> _PartReducer:
+    """Reducer for the integrand pieces of a chunk.
 
     Node rule: one piece per row, weight w_k. Difference rule: one piece per consecutive row pair
-    (r, r+1), weight 1 inside a segment and 0 across segments (different pairs or split points).
+    (r, r+1), kept only inside a segment (not across pairs or split points), weight 1.
     """
+    dev = eng.device
     if quad.is_node_rule:
-        w = quad.weights[k_of_row]
-        rows = np.arange(len(k_of_row))
-    else:
-        w = (seg_of_row[1:] == seg_of_row[:-1]).astype(np.float64)
-        rows = np.arange(len(k_of_row) - 1)
-    return torch.as_tensor(w, dtype=eng.acc_dtype, device=eng.device), torch.as_tensor(rows, device=eng.device)
+        w = torch.as_tensor(quad.weights[k_of_row], dtype=eng.acc_dtype, device=dev)
+        return _PartReducer.build(ch.parts_rows, ch.slots, w, len(ch.slot_pairs))
+    keep = seg_of_row[1:] == seg_of_row[:-1]
+    w = torch.ones(len(keep), dtype=eng.acc_dtype, device=dev)
+    return _PartReducer.build(ch.parts_rows[:-1], ch.slots[:-1], w, len(ch.slot_pairs),
+                              keep=None if keep.all() else torch.as_tensor(keep, device=dev))
 
 
 def _piece(eng, quad: Quadrature, a: torch.Tensor, g: torch.Tensor, t: torch.Tensor | None) -> torch.Tensor:
@@ -544,9 +556,7 @@ def _accumulate_conductance(eng, acc, quad, ch: _Chunk, units, grads, tangents, 
     """Conductance of every unit and residual, reduced to [pairs, parts] on the device, layer by
     layer so only one layer's pieces are alive at a time."""
     lay = eng.layout
-    w, piece_rows = _piece_weights(eng, quad, ch, seg_of_row, k_of_row)
-    n = len(ch.slot_pairs)
-    A = _reduce_matrix(ch.parts_rows[piece_rows], ch.slots[piece_rows], w, n)
+    reduce = _piece_reducer(eng, quad, ch, seg_of_row, k_of_row)
     out = {"ffn": [], "ffn_resid": [], "heads": [], "heads_resid": []}
     for i, (a, g) in enumerate(zip(units, grads)):
         kind = ("ffn", "ffn_resid", "heads", "heads_resid")[i % 4]
@@ -555,7 +565,7 @@ def _accumulate_conductance(eng, acc, quad, ch: _Chunk, units, grads, tangents, 
             c = c.unflatten(-1, (lay.n_heads, lay.d_head)).sum(-1)
         elif kind.endswith("resid"):
             c = c.sum(-1, keepdim=True)
-        reduced = _reduce(A, c, n)
+        reduced = reduce(c)
         out[kind].append(reduced[..., 0] if kind.endswith("resid") else reduced)
     for key, values in out.items():
         acc.add(key, ch.slot_pairs, torch.stack(values, dim=2))
@@ -580,22 +590,6 @@ def _process_chunk(eng, acc: _Accumulator, quad: Quadrature, data: dict, chunk) 
     grads = torch.autograd.grad(scores.sum(), units)
     _accumulate_conductance(eng, acc, quad, ch, units, grads, tangents, seg_of_row, k_of_row)
     _record_endpoints(eng, acc, ch, scores, units)
-
-
-def _isolate_nonfinite(eng, quad: Quadrature, data: dict, chunk, acc: _Accumulator) -> tuple[int, str]:
-    """The (pair, key) to blame for a NaN/inf in a chunk.
-
-    The part reduction is a matmul over all rows of a chunk, so one NaN row spreads to every pair
-    in it (0 · NaN = NaN). Rare, so re-run the chunk's pairs one by one instead of slowing the
-    normal path with per-row checks.
-    """
-    for pair in sorted({p for p, _, _ in chunk}):
-        alone = _Accumulator(acc.arr["f_x"].shape[0], eng.layout, acc.n_tokens)
-        _process_chunk(eng, alone, quad, data, [seg for seg in chunk if seg[0] == pair])
-        bad = alone.nonfinite([pair])
-        if bad:
-            return bad[0]
-    return acc.nonfinite(sorted({p for p, _, _ in chunk}))[0]
 
 
 def _finish(acc: _Accumulator, param_dtype, pair_ids: Sequence | None) -> dict[str, np.ndarray]:
@@ -682,9 +676,9 @@ def attribute_ids(
             done = 0
             for chunk in chunks:
                 _process_chunk(eng, acc, quad, data, chunk)
-                chunk_pairs = sorted({p for p, _, _ in chunk})
-                if acc.nonfinite(chunk_pairs):
-                    _raise_nonfinite(*_isolate_nonfinite(eng, quad, data, chunk, acc), pair_ids)
+                bad = acc.nonfinite(sorted({p for p, _, _ in chunk}))
+                if bad:
+                    _raise_nonfinite(*bad[0], pair_ids)
                 last_pair, _, last_stop = chunk[-1]
                 finished = last_pair + (last_stop == n_points)
                 bar.update(finished - done)
