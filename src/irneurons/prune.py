@@ -1,0 +1,78 @@
+"""Pruning: zero selected FFN neurons or whole attention heads with forward pre-hooks (weights never change).
+
+FFN neuron (layer l, unit j): input 0 of ``encoder.layer[l].output`` (post-GELU activation) set to 0, for
+every token or only for the tokens of one part (CLS, query, SEP₁, passage, SEP₂). Zeroing post-GELU equals
+zeroing pre-GELU (GELU(0) = 0). Head (layer l, head h): the slice [h·d_head, (h+1)·d_head) of input 0 of
+``encoder.layer[l].attention.output`` (the head's context vectors) set to 0, i.e. the head contributes nothing.
+Hooks live only inside the ``with`` block.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+
+from . import units as U
+
+
+class Pruning:
+    """Context manager that zeroes ``ffn`` [(layer, unit)] and ``heads`` [(layer, head)] of ``model``.
+
+    ``part``: None for all tokens, else a part index of :data:`irneurons.nig.PART_NAMES`; the token parts of
+    the current batch must then be given with :meth:`set_batch` before each forward.
+    """
+
+    def __init__(self, model, ffn=(), heads=(), part: int | None = None):
+        self.model, self.part = model, part
+        self.ffn, self.heads = defaultdict(list), defaultdict(list)
+        for layer, unit in ffn:
+            self.ffn[int(layer)].append(int(unit))
+        for layer, head in heads:
+            self.heads[int(layer)].append(int(head))
+        self.layout = U.layout(model)
+        self._handles = []
+        self._parts: torch.Tensor | None = None
+
+    def set_batch(self, input_ids, token_type_ids, attention_mask, cls_id: int, sep_id: int) -> None:
+        """Token parts of the next batch (needed only for part-restricted pruning)."""
+        if self.part is not None:
+            from .nig import token_parts
+
+            self._parts = token_parts(input_ids, token_type_ids, attention_mask, cls_id, sep_id)
+
+    def _keep(self, x: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
+        """Multiplier for x [B, T, C]: 0 on the selected channels (at the chosen part's tokens), 1 elsewhere."""
+        keep = torch.ones(x.shape[-1], dtype=x.dtype, device=x.device)
+        keep[channels.to(x.device)] = 0
+        if self.part is None:
+            return keep
+        if self._parts is None:
+            raise RuntimeError("part-restricted pruning needs set_batch(...) before the forward pass")
+        at_part = (self._parts.to(x.device) == self.part)[..., None]  # [B, T, 1]
+        return torch.where(at_part, keep, torch.ones_like(keep))
+
+    def _hook(self, channels: torch.Tensor):
+        def pre_hook(module, args, kwargs):
+            if args:
+                return (args[0] * self._keep(args[0], channels),) + tuple(args[1:]), kwargs
+            x = kwargs["hidden_states"]
+            return args, {**kwargs, "hidden_states": x * self._keep(x, channels)}
+
+        return pre_hook
+
+    def __enter__(self):
+        d_head = self.layout.d_head
+        ffn_mods, head_mods = U.ffn_modules(self.model), U.head_modules(self.model)
+        for layer, units in self.ffn.items():
+            self._handles.append(ffn_mods[layer].register_forward_pre_hook(self._hook(torch.tensor(units)), with_kwargs=True))
+        for layer, heads in self.heads.items():
+            chans = torch.tensor([h * d_head + i for h in heads for i in range(d_head)])
+            self._handles.append(head_mods[layer].register_forward_pre_hook(self._hook(chans), with_kwargs=True))
+        return self
+
+    def __exit__(self, *exc):
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        return False

