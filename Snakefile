@@ -12,14 +12,11 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/model.smk"
 include: "rules/attribution.smk"
+include: "rules/neurons.smk"
 
 
 rule all:
     default_target: True
     input:
         f"{RESULTS}/tables/baseline.md",
-        expand(
-            f"{RESULTS}/nig/{{dataset}}/shard-{{shard}}.npz",
-            dataset=DATASETS,
-            shard=shard_ids(),
-        ),
+        expand(f"{RESULTS}/neurons/{{dataset}}.parquet", dataset=DATASETS),

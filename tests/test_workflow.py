@@ -95,11 +95,17 @@ def test_ci_config_end_to_end(tmp_path):
     assert metrics["provenance"]["versions"]["torch"].startswith("2.13.0")
     queries = pd.read_parquet(res / "data" / "cranfield" / "queries.parquet")
     assert queries["split"].value_counts().to_dict() == {"train": 10, "test": 6, "attribution": 4}
+    pairs_cran = pd.read_parquet(res / "data" / "cranfield" / "pairs.parquet")
     pairs = pd.read_parquet(res / "data" / "vaswani" / "pairs.parquet")
     assert set(pairs["qid"]) <= set(pd.read_parquet(res / "data" / "vaswani" / "queries.parquet").query("split == 'attribution'")["qid"])
     assert pairs["label"].value_counts().to_dict() == {1: 4, 0: 4}
     ref = json.loads((res / "model" / "model.json").read_text())
     assert ref["finetuned"] and (tmp_path / ref["source"] / "config.json").is_file()
     assert (res / "runs" / "cranfield" / "cross_encoder.trec").read_text().count("\n") == 6 * 10
+    shard, meta = __import__("irneurons.nig", fromlist=["load_shard"]).load_shard(res / "nig" / "cranfield" / "shard-0.npz")
+    assert shard["ffn"].shape == (4, 6, 6, 1536) and shard["heads"].shape == (4, 6, 6, 12)
+    assert meta["pair_ids"] == pairs_cran.query("shard == 0")["pair_id"].tolist() and meta["seed"] == 0
+    neurons = pd.read_parquet(res / "neurons" / "cranfield.parquet")
+    assert set(neurons["class"]) == {"relevant", "non_relevant", "all"} and (neurons.query("`class` == 'all'")["n"] == 8).all()
     # a finished run has nothing left to do
     assert "Nothing to be done" in snakemake(tmp_path, "-n", config=ci_config()).stdout

@@ -1,0 +1,14 @@
+"""Merge a dataset's NIG shards into the long per-unit table (mean, std, n per unit × part × class)."""
+
+import sys
+
+from irneurons import aggregate
+from irneurons.provenance import setup_logging
+
+setup_logging(snakemake.log[0])
+table, completeness = aggregate.aggregate_shards(snakemake.input.shards)
+table.to_parquet(snakemake.output.table, index=False)
+completeness.to_csv(snakemake.output.completeness, index=False)
+err = completeness["ffn_cut_relerr_max"]
+print(f"{completeness.shape[0]} pairs; max-over-layers relative cut error: median {err.median():.2e}, "
+      f"90th percentile {err.quantile(0.9):.2e}", file=sys.stderr)
