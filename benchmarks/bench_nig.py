@@ -201,8 +201,8 @@ def captum_all_layers(model, tokenizer, ids, am, tt, steps, device, layers):
 
 def authors_style(model, tokenizer, ids, am, tt, steps, device, batch=10):
     """Right Riemann sum as in the public NIG code: batches of 10 path points, one
-    ``backward(retain_graph=True)`` per sample, full CPU copy of every hooked tensor's gradient after
-    each, weights requiring grad as loaded."""
+    ``backward(retain_graph=True)`` per sample, a CPU copy of every hooked tensor's gradient (whole
+    batch) after each, weights requiring grad as loaded. Same units as NIG (our hook points)."""
     alphas = np.arange(steps + 1) / steps
     gamma, rid, ram, rtt, _, _ = path_embeddings(model, tokenizer, ids, am, tt, alphas, device)
     modules = units.ffn_modules(model) + units.head_modules(model)
@@ -227,7 +227,8 @@ def authors_style(model, tokenizer, ids, am, tt, steps, device, batch=10):
                 for t in store:
                     t.grad = None
                 f[j].backward(retain_graph=True)
-                grads.append([t.grad[j].detach().to("cpu", copy=True) for t in store])
+                host = [t.grad.detach().to("cpu", copy=True) for t in store]  # whole batch, as they do
+                grads.append([h[j] for h in host])
     finally:
         for h in handles:
             h.remove()
@@ -273,6 +274,8 @@ def main():
     ap.add_argument("--completeness-models", default="minilm")
     ap.add_argument("--repeat", type=int, default=2, help="best of N for the NIG and floor timings")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    ap.add_argument("--sections", default="a,b,c,d", help="which of a,b,c,d to run ((a) is always run: "
+                    "the others are relative to its NIG time)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -313,15 +316,19 @@ def main():
         n = args.ref_pairs
         layers = list(range(L)) if args.captum_layers <= 0 or args.captum_layers >= L else \
             [int(round((i + 0.5) * L / args.captum_layers - 0.5)) for i in range(args.captum_layers)]
-        t_cap, _ = timed(lambda: captum_all_layers(model, tok, ids[:n], am[:n], tt[:n], args.steps, device, layers), device)
-        t_cap_pair = t_cap / n * L / len(layers)
-        print(f"(b) captum LayerConductance, {2 * len(layers)} calls (layers {layers}, FFN + heads) on {n} pair(s), "
-              f"extrapolated to {2 * L} calls: {t_cap_pair:.2f} s/pair vs NIG riemann_right {t_rr:.2f} s/pair "
-              f"→ speed-up {t_cap_pair / t_rr:.1f}×")
-        t_auth, _ = timed(lambda: authors_style(model, tok, ids[:n], am[:n], tt[:n], args.steps, device), device)
-        print(f"(c) authors'-style (batch 10, per-sample backward + CPU copies) on {n} pair(s): {t_auth / n:.2f} s/pair "
-              f"→ speed-up {t_auth / n / t_rr:.1f}× (NIG riemann_right, same steps)")
-        if name in args.completeness_models.split(","):
+        sections = set(args.sections.split(","))
+        if "b" in sections:
+            t_cap, _ = timed(lambda: captum_all_layers(model, tok, ids[:n], am[:n], tt[:n], args.steps, device, layers),
+                             device)
+            t_cap_pair = t_cap / n * L / len(layers)
+            print(f"(b) captum LayerConductance, {2 * len(layers)} calls (layers {layers}, FFN + heads) on {n} pair(s), "
+                  f"extrapolated to {2 * L} calls: {t_cap_pair:.2f} s/pair vs NIG riemann_right {t_rr:.2f} s/pair "
+                  f"→ speed-up {t_cap_pair / t_rr:.1f}×")
+        if "c" in sections:
+            t_auth, _ = timed(lambda: authors_style(model, tok, ids[:n], am[:n], tt[:n], args.steps, device), device)
+            print(f"(c) authors'-style (batch 10, per-sample backward + CPU copies) on {n} pair(s): "
+                  f"{t_auth / n:.2f} s/pair → speed-up {t_auth / n / t_rr:.1f}× (NIG riemann_right, same steps)")
+        if "d" in sections and name in args.completeness_models.split(","):
             k = args.completeness_pairs
             s_rr, e_rr = completeness_steps(model, tok, q[:k], p[:k], "riemann_right", [8, 16, 32, 64, 128, 256, 512],
                                             args.budget, device)
