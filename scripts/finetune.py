@@ -16,7 +16,7 @@ tables = [
      "candidates": pd.read_parquet(c), "docs": pd.read_parquet(d)}
     for q, r, c, d in zip(snakemake.input.queries, snakemake.input.qrels, snakemake.input.candidates, snakemake.input.docs)
 ]
-queries, docs, positives, pools = finetune.training_data(tables, cfg.group_size)
+queries, docs, positives, pools = finetune.training_data(tables, cfg.group_size, cfg.pseudo_queries, cfg.seed)
 device = model.pick_device(snakemake.threads)
 net, tokenizer = model.load_cross_encoder(mcfg["source"], mcfg.get("num_labels"), device)
 info = finetune.finetune(net, tokenizer, queries, docs, positives, pools, cfg)

@@ -84,3 +84,21 @@ def test_finetune_is_seeded(tiny):
     (l1, w1), (l2, w2) = run(), run()
     assert l1 == l2 and torch.equal(w1, w2)
     assert len(l1) == 3 and l1[0] == pytest.approx(np.log(4), abs=0.1)  # a fresh head starts near ln(group size)
+
+
+def test_title_pseudo_queries_use_bodies_only():
+    docs = pd.DataFrame({
+        "doc_id": [f"d{i}" for i in range(12)],
+        "title": [f"flutter of swept wings case {i}" for i in range(11)] + ["x"],
+        "text": [f"flutter of swept wings case {i} . body about wings number {i} and flutter" for i in range(11)]
+        + ["x body"],
+    })
+    queries, bodies, positives, pools = finetune.title_pseudo_queries(docs, n=5, group_size=4, seed=0)
+    assert len(positives) == 5 and len(queries) == 5
+    for q, d in positives:
+        assert d == "body:" + q.split(":", 1)[1]
+        assert d not in pools[q]  # the document itself is never its own negative
+        assert not bodies[d].startswith(queries[q])  # the title was stripped from the positive
+    assert "title:d11" not in queries  # titles shorter than 3 words are skipped
+    again = finetune.title_pseudo_queries(docs, n=5, group_size=4, seed=0)
+    assert again[2] == positives

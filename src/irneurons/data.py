@@ -72,7 +72,10 @@ class DatasetSpec:
 
 @dataclass
 class Collection:
-    """Queries [qid, text], docs [doc_id, text], qrels [qid, doc_id, grade, gain]; all ids are strings."""
+    """Queries [qid, text], docs [doc_id, text, title], qrels [qid, doc_id, grade, gain]; ids are strings.
+
+    ``text`` is what the re-ranker reads (title included once); ``title`` is empty when the collection has none.
+    """
 
     queries: pd.DataFrame
     docs: pd.DataFrame
@@ -175,7 +178,10 @@ def load_ir_datasets(spec: DatasetSpec, doc_ids: set[str] | None = None) -> Coll
     else:
         store = ds.docs_store()
         docs_iter = store.get_many_iter(sorted(doc_ids))
-    docs = pd.DataFrame([(d.doc_id, _doc_text(d)) for d in docs_iter], columns=["doc_id", "text"])
+    docs = pd.DataFrame(
+        [(d.doc_id, _doc_text(d), normalise_text(getattr(d, "title", "") or "")) for d in docs_iter],
+        columns=["doc_id", "text", "title"],
+    )
     return _finish(spec, queries, docs, qrels)
 
 
@@ -190,10 +196,14 @@ def load_beir_folder(spec: DatasetSpec) -> Collection:
 
     docs = pd.DataFrame(
         [
-            (str(d["_id"]), normalise_text(f"{d.get('title', '')}. {d['text']}" if d.get("title") else d["text"]))
+            (
+                str(d["_id"]),
+                normalise_text(f"{d.get('title', '')}. {d['text']}" if d.get("title") else d["text"]),
+                normalise_text(d.get("title") or ""),
+            )
             for d in read_jsonl(root / "corpus.jsonl")
         ],
-        columns=["doc_id", "text"],
+        columns=["doc_id", "text", "title"],
     )
     queries = pd.DataFrame(
         [(str(q["_id"]), normalise_text(q["text"])) for q in read_jsonl(root / "queries.jsonl")], columns=["qid", "text"]

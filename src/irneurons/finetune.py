@@ -39,6 +39,7 @@ class FinetuneConfig:
     bf16: bool = True
     seed: int = 0
     max_seconds: float | None = None  # safety cap; hitting it is logged (the run is then not step-exact)
+    pseudo_queries: int = 0  # title → body pairs added per in-domain corpus (0 = off)
 
     @classmethod
     def from_dict(cls, d: dict) -> "FinetuneConfig":
@@ -153,15 +154,54 @@ def save_train_log(path, info: dict) -> None:
         json.dump(info, fh, indent=1)
 
 
-def training_data(tables: list[dict], group_size: int):
+def title_pseudo_queries(docs: pd.DataFrame, n: int, group_size: int, seed: int, depth: int = 50):
+    """Self-supervised pairs from the corpus alone: a document's title is the query, its body the positive.
+
+    Picks ``n`` documents (seeded) whose title has ≥ 3 words and whose body is non-empty once the title is
+    stripped; negatives are the BM25 top-``depth`` bodies for the title, minus the document itself. All texts
+    are bodies without titles, so the positive cannot be found by copying the title. Uses no relevance
+    judgments. Returns (queries, docs, positives, pools) keyed ``title:<doc_id>`` / ``body:<doc_id>``.
+    """
+    import numpy as np
+
+    from .firststage import bm25_candidates
+
+    if "title" not in docs:
+        return {}, {}, [], {}
+    bodies = [t[len(ti):].lstrip(" .") if ti and t.startswith(ti) else t for t, ti in zip(docs["text"], docs["title"])]
+    frame = pd.DataFrame({"doc_id": docs["doc_id"], "text": bodies, "title": docs["title"]})
+    eligible = frame[(frame["title"].str.split().str.len() >= 3) & (frame["text"].str.len() > 0)]
+    if eligible.empty or n <= 0:
+        return {}, {}, [], {}
+    pick = eligible.iloc[np.sort(np.random.default_rng(seed).permutation(len(eligible))[:n])]
+    cand = bm25_candidates(frame, pick.rename(columns={"doc_id": "qid", "text": "body", "title": "text"}), depth)
+    pools = {}
+    for qid, doc in zip(cand["qid"], cand["doc_id"]):
+        if doc != qid:
+            pools.setdefault(f"title:{qid}", []).append(f"body:{doc}")
+    pools = {k: v for k, v in pools.items() if len(v) >= group_size - 1}
+    queries = {f"title:{d}": t for d, t in zip(pick["doc_id"], pick["title"]) if f"title:{d}" in pools}
+    positives = sorted((q, "body:" + q.split(":", 1)[1]) for q in queries)
+    body = {f"body:{d}": t for d, t in zip(frame["doc_id"], frame["text"])}
+    return queries, body, positives, pools
+
+
+def training_data(tables: list[dict], group_size: int, pseudo_queries: int = 0, seed: int = 0):
     """Merge the in-domain datasets' tables into (queries, docs, positives, pools) for :func:`finetune`.
 
     ``tables``: one dict per dataset with ``name`` and DataFrames ``queries`` (with ``split``), ``qrels``,
-    ``candidates``, ``docs``. Ids are prefixed ``<name>/`` so datasets never collide. Only train queries are used.
+    ``candidates``, ``docs``. Ids are prefixed ``<name>/`` so datasets never collide. Only train queries are
+    used; ``pseudo_queries`` > 0 adds that many title → body pairs per dataset (:func:`title_pseudo_queries`).
     """
     queries, docs, positives, pools = {}, {}, [], {}
     for t in tables:
         pre = f"{t['name']}/"
+        if pseudo_queries:
+            pq, pd_, ppos, ppools = title_pseudo_queries(t["docs"], pseudo_queries, group_size, seed)
+            queries.update({pre + q: v for q, v in pq.items()})
+            docs.update({pre + d: v for d, v in pd_.items()})
+            positives += [(pre + q, pre + d) for q, d in ppos]
+            pools.update({pre + q: [pre + d for d in ds] for q, ds in ppools.items()})
         train = t["queries"][t["queries"]["split"] == "train"]
         pos, pool = training_groups(t["qrels"], t["candidates"], train["qid"], group_size)
         queries.update({pre + q: text for q, text in zip(train["qid"], train["text"])})

@@ -74,15 +74,17 @@ def load_cross_encoder(ref: str, num_labels: int | None = None, device: str = "c
 
 
 def resolve_target(target: str, num_labels: int) -> str:
-    """``auto`` → ``logit`` for 1-logit heads, ``logit_diff`` for 2-class heads."""
+    """``auto`` → ``logit`` for 1-logit heads, ``logit_diff`` for 2-class heads; check the others fit the head."""
     if target not in TARGETS:
         raise ModelError(f"target '{target}' is not one of {TARGETS}")
+    if num_labels not in (1, 2):
+        raise ModelError(f"relevance target needs a 1- or 2-logit head, model has {num_labels}")
     if target == "auto":
-        if num_labels not in (1, 2):
-            raise ModelError(f"target 'auto' needs a 1- or 2-logit head, model has {num_labels}")
         return "logit" if num_labels == 1 else "logit_diff"
+    if target == "logit" and num_labels != 1:
+        raise ModelError("target 'logit' needs a 1-logit head; use 'logit_diff' for 2 classes")
     if target == "logit_diff" and num_labels != 2:
-        raise ModelError(f"target 'logit_diff' needs a 2-class head, model has {num_labels}")
+        raise ModelError("target 'logit_diff' needs a 2-class head; use 'logit' for 1 logit")
     return target
 
 

@@ -50,6 +50,7 @@ import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as Fn
 from torch import nn
 
+from .model import TARGETS, relevance, resolve_target  # noqa: F401  (re-exported)
 from .units import EmbeddingOverride, UnitRecorder, layout
 
 PART_NAMES = ("cls", "query", "sep1", "passage", "sep2", "pad")
@@ -57,7 +58,6 @@ N_PARTS = len(PART_NAMES)
 CLS, QUERY, SEP1, PASSAGE, SEP2, PAD = range(N_PARTS)
 
 BASELINES = ("pad_query", "pad_query_passage", "pad_all")
-TARGETS = ("auto", "logit", "logit_diff", "prob")
 ESTIMATORS = ("riemann_right", "riemann_left", "trapezoid", "gauss_legendre", "captum_riemann_right")
 
 #: Default memory budget, rows × tokens per forward: 32 rows of 128 tokens on CPU (MiniLM-L6 peaks
@@ -159,31 +159,8 @@ def baseline_ids(input_ids: torch.Tensor, parts: torch.Tensor, pad_id: int, base
 # --------------------------------------------------------------------------- target
 
 
-def resolve_target(target: str, num_labels: int) -> str:
-    """``auto`` → ``logit`` for 1 logit, ``logit_diff`` for 2; check the others fit the head."""
-    if target not in TARGETS:
-        raise ValueError(f"unknown target {target!r}; choose one of {TARGETS}")
-    if num_labels not in (1, 2):
-        raise ValueError(f"relevance target needs 1 or 2 logits, model has {num_labels}")
-    if target == "auto":
-        return "logit" if num_labels == 1 else "logit_diff"
-    if target == "logit" and num_labels != 1:
-        raise ValueError("target 'logit' needs a 1-logit model; use 'logit_diff' for 2 classes")
-    if target == "logit_diff" and num_labels != 2:
-        raise ValueError("target 'logit_diff' needs a 2-logit model; use 'logit' for 1 logit")
-    return target
-
-
-def target_scores(logits: torch.Tensor, target: str) -> torch.Tensor:
-    """F per row from [R, num_labels] logits: logit, logit₁ − logit₀, or probability of relevance."""
-    target = resolve_target(target, logits.shape[-1])
-    if target == "logit":
-        return logits[:, 0]
-    if target == "logit_diff":
-        return logits[:, 1] - logits[:, 0]
-    if logits.shape[-1] == 1:
-        return torch.sigmoid(logits[:, 0])
-    return torch.softmax(logits, dim=-1)[:, 1]
+# The relevance target F lives in irneurons.model (scoring and attribution must agree on it).
+target_scores = relevance
 
 
 # --------------------------------------------------------------------------- quadrature and chunking
