@@ -170,13 +170,22 @@ def rerank_candidates(
     return out
 
 
+def resolve_device(device=None):
+    """``None`` / ``"auto"`` → cuda when available, else cpu; anything else as given (a torch.device)."""
+    import torch
+
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
 def pick_device(threads: int | None = None) -> str:
-    """cuda when available, else cpu (with ``threads`` intra-op threads)."""
+    """The device to run on (cuda when available, else cpu with ``threads`` intra-op threads), as a string."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return resolve_device().type
 
 
 def write_model_ref(path, source: str, model_cfg: dict, **extra) -> None:

@@ -50,7 +50,7 @@ import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as Fn
 from torch import nn
 
-from .model import TARGETS, relevance, resolve_target  # noqa: F401  (re-exported)
+from .model import TARGETS, encode, relevance, resolve_device, resolve_target  # noqa: F401  (re-exported)
 from .units import EmbeddingOverride, UnitRecorder, layout
 
 PART_NAMES = ("cls", "query", "sep1", "passage", "sep2", "pad")
@@ -591,12 +591,6 @@ def _finish(acc: _Accumulator, param_dtype, pair_ids: Sequence | None) -> dict[s
     return result
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def attribute_ids(
     model: nn.Module,
     input_ids: torch.Tensor,
@@ -687,10 +681,7 @@ def attribute(
     """
     if len(queries) != len(passages):
         raise ValueError(f"{len(queries)} queries but {len(passages)} passages")
-    enc = tokenizer(
-        list(queries), list(passages), truncation="only_second", max_length=max_length,
-        padding="longest", return_tensors="pt",
-    )
+    enc = encode(tokenizer, queries, passages, max_length)  # exactly as the re-ranker tokenizes
     return attribute_ids(
         model, enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"),
         cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id, pad_id=tokenizer.pad_token_id,
