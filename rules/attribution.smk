@@ -21,6 +21,7 @@ rule attribute:
         runtime=120,
         gpu=1,
     params:
+        code=code_version("nig", "units", "model"),
         nig=config["nig"],
         seed=SEED,
         config_hash=CONFIG_HASH,

@@ -14,7 +14,7 @@ validate(config, schema="../config/schema.yaml")
 
 from irneurons import data as irdata
 from irneurons import model as irmodel
-from irneurons.provenance import config_hash
+from irneurons.provenance import code_version, config_hash
 
 RESULTS = f"results/{config['name']}"
 DATASETS = list(config["datasets"])

@@ -15,6 +15,7 @@ rule dataset:
         mem_mb=4000,
         runtime=30,
     params:
+        code=code_version("data"),
         spec=dataset_cfg,
         cache=config["ir_datasets"],
     script:
@@ -38,6 +39,7 @@ rule candidates:
         mem_mb=8000,
         runtime=60,
     params:
+        code=code_version("data", "firststage"),
         spec=dataset_cfg,
         cache=config["ir_datasets"],
     script:
@@ -61,6 +63,7 @@ rule pairs:
         mem_mb=2000,
         runtime=10,
     params:
+        code=code_version("data"),
         per_class=config["pairs"]["per_class"],
         shard_size=config["pairs"]["shard_size"],
         seed=SEED,

@@ -25,6 +25,7 @@ if config["model"]["finetune"]:
             runtime=120,
             gpu=1,
         params:
+            code=code_version("finetune", "model", "firststage"),
             model=config["model"],
             finetune=config["finetune"],
             seed=SEED,
@@ -47,6 +48,7 @@ else:
             mem_mb=1000,
             runtime=10,
         params:
+            code=code_version("model"),
             model=config["model"],
             config_hash=CONFIG_HASH,
         script:
@@ -76,6 +78,7 @@ rule rerank:
         runtime=60,
         gpu=1,
     params:
+        code=code_version("model", "evaluate"),
         rerank=config["rerank"],
     script:
         "../scripts/rerank.py"
@@ -98,6 +101,7 @@ rule baseline_metrics:
         mem_mb=2000,
         runtime=10,
     params:
+        code=code_version("evaluate"),
         seed=SEED,
         config_hash=CONFIG_HASH,
     script:
@@ -119,5 +123,7 @@ rule baseline_table:
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        code=code_version("evaluate"),
     script:
         "../scripts/baseline_table.py"

@@ -18,5 +18,7 @@ rule aggregate:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        code=code_version("aggregate", "nig"),
     script:
         "../scripts/aggregate.py"

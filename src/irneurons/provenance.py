@@ -41,3 +41,21 @@ def setup_logging(log_path: str | None) -> None:
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
+
+
+def code_version(*modules: str) -> str:
+    """sha256 (16 hex digits) of the source of the given ``irneurons`` modules.
+
+    Used as a rule param: Snakemake reruns a job when its params change, so editing a library module reruns
+    exactly the rules that declare it (and what depends on their outputs), never the others.
+    """
+    from importlib.util import find_spec
+
+    digest = hashlib.sha256()
+    for name in sorted(modules):
+        spec = find_spec(f"irneurons.{name}")
+        if spec is None or spec.origin is None:
+            raise ValueError(f"no module irneurons.{name}")
+        with open(spec.origin, "rb") as fh:
+            digest.update(name.encode() + b"\0" + fh.read())
+    return digest.hexdigest()[:16]
