@@ -44,13 +44,7 @@ def check_inputs():
     """Fail at parse time, with one line naming the culprit, before any job runs."""
     try:
         for name, cfg in config["datasets"].items():
-            spec = irdata.DatasetSpec.from_config(name, cfg)
-            split = spec.split
-            if split.get("train", 0) + split.get("attribution", 0.3) > 1:
-                raise irdata.DataError(
-                    f"dataset '{name}': split train + attribution exceeds 1"
-                )
-            irdata.check_source(spec)
+            irdata.check_source(irdata.DatasetSpec.from_config(name, cfg))
         if config["model"].get("finetune") and not IN_DOMAIN:
             raise irdata.DataError(
                 "model.finetune is true but no dataset has role in_domain"

@@ -1,5 +1,7 @@
 """Load a dataset (ir_datasets id or local BEIR folder); write queries with their split, and qrels with gains."""
 
+import sys
+
 from irneurons import data
 from irneurons.provenance import setup_logging
 
@@ -7,12 +9,9 @@ setup_logging(snakemake.log[0])
 data.seed_ir_datasets_home(snakemake.params.cache["cache"], snakemake.params.cache["seed_dir"])
 spec = data.DatasetSpec.from_config(snakemake.wildcards.dataset, snakemake.params.spec)
 coll = data.load_collection(spec, doc_ids=set())  # docs are read by the first stage
-split = data.split_queries(
-    coll.queries["qid"], spec.split.get("train", 0.0), spec.split.get("attribution", 0.3), spec.split.get("seed", 0),
-    spec.max_queries,
-)
+split = spec.assign_splits(coll.queries["qid"])
 queries = coll.queries[coll.queries["qid"].isin(split)].assign(split=lambda d: d["qid"].map(split))
 qrels = coll.qrels[coll.qrels["qid"].isin(split)]
 queries.to_parquet(snakemake.output.queries, index=False)
 qrels.to_parquet(snakemake.output.qrels, index=False)
-print(f"{spec.name}: {len(queries)} queries {queries['split'].value_counts().to_dict()}, {len(qrels)} qrels", file=__import__("sys").stderr)
+print(f"{spec.name}: {len(queries)} queries {queries['split'].value_counts().to_dict()}, {len(qrels)} qrels", file=sys.stderr)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 LOCAL_PREFIX = "local:"
-SPLITS = ("train", "attribution", "test")
+DEFAULT_SPLIT = {"train": 0.0, "attribution": 0.3, "seed": 0}
 
 
 class DataError(ValueError):
@@ -39,12 +39,22 @@ class DatasetSpec:
     name: str
     source: str
     role: str = "in_domain"
-    split: dict = field(default_factory=lambda: {"train": 0.0, "attribution": 0.3, "seed": 0})
+    split: dict = field(default_factory=lambda: dict(DEFAULT_SPLIT))
     grade_map: dict = field(default_factory=dict)
     depth: int = 100
     first_stage: str = "auto"
     beir_qrels: str = "test"
     max_queries: int | None = None
+
+    def __post_init__(self):
+        # fill missing fractions once, here, and refuse impossible splits before any job runs
+        object.__setattr__(self, "split", {**DEFAULT_SPLIT, **self.split})
+        if self.split["train"] + self.split["attribution"] > 1:
+            raise DataError(f"dataset '{self.name}': split train + attribution exceeds 1")
+
+    def assign_splits(self, qids) -> dict[str, str]:
+        """{qid: train | attribution | test} for this dataset's split fractions and seed (:func:`split_queries`)."""
+        return split_queries(qids, self.split["train"], self.split["attribution"], self.split["seed"], self.max_queries)
 
     @classmethod
     def from_config(cls, name: str, cfg: dict) -> "DatasetSpec":
@@ -53,7 +63,7 @@ class DatasetSpec:
             name=name,
             source=cfg["source"],
             role=cfg.get("role", "in_domain"),
-            split=dict(cfg.get("split") or {"train": 0.0, "attribution": 0.3, "seed": 0}),
+            split=dict(cfg.get("split") or {}),
             grade_map=grade_map,
             depth=int(cfg.get("depth", 100)),
             first_stage=cfg.get("first_stage", "auto"),
