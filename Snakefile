@@ -13,6 +13,7 @@ include: "rules/data.smk"
 include: "rules/model.smk"
 include: "rules/attribution.smk"
 include: "rules/neurons.smk"
+include: "rules/pruning.smk"
 
 
 rule all:
@@ -20,3 +21,6 @@ rule all:
     input:
         f"{RESULTS}/tables/baseline.md",
         expand(f"{RESULTS}/neurons/{{dataset}}.parquet", dataset=DATASETS),
+        f"{RESULTS}/tables/pruning.md",
+        f"{RESULTS}/tables/stability.csv",
+        f"{RESULTS}/tables/ood_neurons.csv",

@@ -24,6 +24,5 @@ rule attribute:
         code=code_version("nig", "units", "model"),
         nig=config["nig"],
         seed=SEED,
-        config_hash=CONFIG_HASH,
     script:
         "../scripts/attribute.py"

@@ -14,20 +14,24 @@ validate(config, schema="../config/schema.yaml")
 
 from irneurons import data as irdata
 from irneurons import model as irmodel
-from irneurons.provenance import code_version, config_hash
+from irneurons import select as irselect
+from irneurons.provenance import code_version, stamp
 
 RESULTS = f"results/{config['name']}"
 DATASETS = list(config["datasets"])
-IN_DOMAIN = [
-    d for d in DATASETS if config["datasets"][d].get("role", "in_domain") == "in_domain"
-]
-CONFIG_HASH = config_hash(config)
+ROLES = {d: config["datasets"][d].get("role", "in_domain") for d in DATASETS}
+IN_DOMAIN = [d for d in DATASETS if ROLES[d] == "in_domain"]
 SEED = config["seed"]
 
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
     shard=r"\d+",
+    unit_type="ffn|head",
+    target="ffn|head|ffn-(cls|query|sep1|passage|sep2)",
+    strategy=r"nig_top|nig_bottom|magnitude|random-\d+",
+    fraction=r"[0-9.eE-]+",
+    scheme=r"[A-Za-z0-9_.-]+",
 
 
 def shard_ids():
@@ -40,6 +44,44 @@ def dataset_cfg(wildcards):
     return config["datasets"][wildcards.dataset]
 
 
+def scheme_members(scheme):
+    """Datasets a selection scheme reads (see irneurons.select.parse_scheme)."""
+    return irselect.parse_scheme(scheme, ROLES)[1]
+
+
+def pruning_jobs():
+    """Every pruning job of the config as dicts: target (ffn, ffn-<part>, head), unit_type, scheme, strategy
+    (random expanded to random-0 .. random-(n-1)), fraction."""
+    cfg = config["pruning"]
+    seeds = [f"random-{i}" for i in range(cfg["random_seeds"])]
+    jobs = []
+    for unit_type, key in (("ffn", "ffn"), ("head", "heads")):
+        grid = cfg[key]
+        targets = ["head"]
+        if unit_type == "ffn":
+            targets = ["ffn" if p == "all" else f"ffn-{p}" for p in cfg["parts"]]
+        for scheme, strategies in grid.get("schemes", {}).items():
+            names = [n for s in strategies for n in (seeds if s == "random" else [s])]
+            for strategy in names:
+                for fraction in grid.get("fractions", []):
+                    for target in targets:
+                        jobs.append(
+                            dict(
+                                target=target,
+                                unit_type=unit_type,
+                                scheme=scheme,
+                                strategy=strategy,
+                                fraction=str(fraction),
+                            )
+                        )
+    return jobs
+
+
+def pruning_outputs(dataset):
+    pattern = f"{RESULTS}/pruning/{dataset}/{{target}}/{{scheme}}/{{strategy}}/{{fraction}}.json"
+    return [pattern.format(**job) for job in pruning_jobs()]
+
+
 def check_inputs():
     """Fail at parse time, with one line naming the culprit, before any job runs."""
     try:
@@ -50,6 +92,16 @@ def check_inputs():
                 "model.finetune is true but no dataset has role in_domain"
             )
         irmodel.resolve_model_source(config["model"]["source"])
+        for key in ("ffn", "heads"):
+            for scheme in config["pruning"][key].get("schemes", {}):
+                try:
+                    kind, _ = irselect.parse_scheme(scheme, ROLES)
+                except ValueError as err:
+                    raise irdata.DataError(f"pruning.{key}.schemes: {err}") from None
+                if kind == "ood" and not (IN_DOMAIN and len(IN_DOMAIN) < len(DATASETS)):
+                    raise irdata.DataError(
+                        f"pruning.{key}.schemes: scheme 'ood' needs an in_domain and an ood dataset"
+                    )
     except (irdata.DataError, irmodel.ModelError) as err:
         raise WorkflowError(f"irneurons config error: {err}") from None
 

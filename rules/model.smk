@@ -29,7 +29,6 @@ if config["model"]["finetune"]:
             model=config["model"],
             finetune=config["finetune"],
             seed=SEED,
-            config_hash=CONFIG_HASH,
         script:
             "../scripts/finetune.py"
 
@@ -50,7 +49,6 @@ else:
         params:
             code=code_version("model"),
             model=config["model"],
-            config_hash=CONFIG_HASH,
         script:
             "../scripts/model_reference.py"
 
@@ -103,7 +101,6 @@ rule baseline_metrics:
     params:
         code=code_version("evaluate"),
         seed=SEED,
-        config_hash=CONFIG_HASH,
     script:
         "../scripts/baseline_metrics.py"
 

@@ -1,4 +1,5 @@
-# Neurons: merge a dataset's NIG shards (streaming) into per-unit statistics and a completeness table.
+# Neurons: merge a dataset's NIG shards (streaming) into per-unit statistics, split-half means and completeness;
+# select unit sets (schemes x strategies x fractions); summarise stability and OOD neurons.
 
 
 rule aggregate:
@@ -6,8 +7,10 @@ rule aggregate:
         shards=lambda wc: expand(
             f"{RESULTS}/nig/{wc.dataset}/shard-{{shard}}.npz", shard=shard_ids()
         ),
+        pairs=rules.pairs.output.pairs,
     output:
         table=f"{RESULTS}/neurons/{{dataset}}.parquet",
+        halves=f"{RESULTS}/neurons/{{dataset}}_halves.parquet",
         completeness=f"{RESULTS}/neurons/{{dataset}}_completeness.csv",
     log:
         f"{RESULTS}/logs/aggregate/{{dataset}}.log",
@@ -20,5 +23,68 @@ rule aggregate:
         runtime=30,
     params:
         code=code_version("aggregate", "nig"),
+        seed=SEED,
     script:
         "../scripts/aggregate.py"
+
+
+# Selection is a few milliseconds of pandas: run it inside Snakemake (no interpreter start per set).
+localrules:
+    select_units,
+
+
+rule select_units:
+    input:
+        tables=lambda wc: expand(
+            f"{RESULTS}/neurons/{{d}}.parquet", d=scheme_members(wc.scheme)
+        ),
+    output:
+        units=f"{RESULTS}/sets/{{unit_type}}/{{scheme}}/{{strategy}}/{{fraction}}.json",
+    log:
+        f"{RESULTS}/logs/select_units/{{unit_type}}-{{scheme}}-{{strategy}}-{{fraction}}.log",
+    params:
+        code=code_version("select"),
+        score=config["pruning"]["score"],
+        seed=SEED,
+    run:
+        irselect.write_selection(
+            output.units,
+            {d: path for d, path in zip(scheme_members(wildcards.scheme), input.tables)},
+            ROLES,
+            wildcards.scheme,
+            wildcards.strategy,
+            wildcards.unit_type,
+            float(wildcards.fraction),
+            score=params.score,
+            seed=params.seed,
+            provenance=stamp(config, params.seed),
+        )
+
+
+rule neuron_sets_summary:
+    input:
+        tables=expand(f"{RESULTS}/neurons/{{dataset}}.parquet", dataset=DATASETS),
+        halves=expand(f"{RESULTS}/neurons/{{dataset}}_halves.parquet", dataset=DATASETS),
+    output:
+        stability=f"{RESULTS}/tables/stability.csv",
+        ood=f"{RESULTS}/tables/ood_neurons.csv",
+    log:
+        f"{RESULTS}/logs/neuron_sets_summary.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/neuron_sets_summary.tsv"
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        code=code_version("select"),
+        score=config["pruning"]["score"],
+        fractions={
+            "ffn": config["pruning"]["ffn"]["fractions"],
+            "head": config["pruning"]["heads"]["fractions"],
+        },
+        datasets=DATASETS,
+        roles=ROLES,
+    script:
+        "../scripts/neuron_sets_summary.py"

@@ -68,3 +68,30 @@ def test_heads_zeroed_and_nothing_pruned_is_bit_identical(tiny):
     assert not torch.all(seen[2][..., :d_head] == 0)
     assert not np.allclose(pruned, ref)
     assert np.array_equal(M.score_pairs(net, tok, qs, ps), ref)  # hooks gone after the block
+
+
+def test_pruned_scores_through_the_batched_scorer(tiny):
+    from irneurons.prune import pruned_scores
+
+    net, tok = tiny
+    qs = ["shells buckling", "heat", "wing flutter at high speed", "boundary layer"]
+    ps = ["thin cylindrical shells under load", "supersonic flow", "heat transfer in laminar flow", "flutter"]
+    ref = M.score_pairs(net, tok, qs, ps, batch_size=3)
+    assert np.array_equal(pruned_scores(net, tok, qs, ps, batch_size=3), ref)  # nothing pruned: bit for bit
+    units = [(0, u) for u in range(48)] + [(1, u) for u in range(48)] + [(2, u) for u in range(48)]
+    cls = PART_NAMES.index("cls")
+    # part-restricted pruning of every neuron: equals a manual forward with the CLS token's activations zeroed
+    got = pruned_scores(net, tok, qs, ps, ffn=units, part=cls, batch_size=3)
+    assert not np.allclose(got, ref)
+    manual = []
+    for q, p in zip(qs, ps):
+        with Pruning(net, ffn=units, part=cls) as pr:
+            enc = M.encode(tok, [q], [p], 128)
+            pr.set_batch(enc["input_ids"], enc["token_type_ids"], enc["attention_mask"], tok.cls_token_id, tok.sep_token_id)
+            with torch.no_grad():
+                manual.append(M.relevance(net(**enc).logits, "auto").item())
+    np.testing.assert_allclose(got, manual, rtol=1e-5, atol=1e-6)
+    # without part information a part-restricted forward refuses to run instead of pruning silently
+    with pytest.raises(RuntimeError, match="set_batch"):
+        with Pruning(net, ffn=units, part=cls):
+            M.score_pairs(net, tok, qs, ps)

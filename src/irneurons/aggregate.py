@@ -8,7 +8,11 @@ parallel update:
 
 so std = sqrt(M2 / (n − 1)) is exact up to float64 rounding, whatever the order and sizes of the shards.
 Parts are the NIG token parts plus ``total`` (the sum over all parts: the unit's whole conductance).
-The mean |activation| of each unit and part (for the magnitude baseline) is averaged the same way.
+The mean |activation| of each unit and part (for the magnitude baseline) is averaged the same way; for
+``total`` it is the token-weighted mean over the real (non-pad) tokens, Σ_p n_p·|a|_p / Σ_p n_p.
+
+Split-half stability: each pair belongs to half 0 or 1 (:func:`assign_halves`: a seeded permutation within
+each class, alternating), and the ``total`` conductance is also averaged per half.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import numpy as np
 import pandas as pd
 
 from .nig import PART_NAMES, load_shard
+
+REAL_PARTS = [i for i, p in enumerate(PART_NAMES) if p != "pad"]
 
 CLASSES = ("relevant", "non_relevant", "all")
 PARTS = PART_NAMES + ("total",)
@@ -54,25 +60,50 @@ class RunningStats:
         return np.sqrt(self.m2 / (self.n - 1))
 
 
+def assign_halves(pairs: pd.DataFrame, seed: int) -> dict:
+    """{pair_id: 0 | 1}: within each label, a permutation by ``numpy.random.default_rng(seed)`` of the pairs
+    (sorted by pair_id first), alternately assigned to halves 0 and 1, so both halves hold ≈ half of each class."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for _, group in sorted(pairs.groupby("label"), key=lambda kv: kv[0]):
+        ids = sorted(group["pair_id"].tolist())
+        for rank, i in enumerate(rng.permutation(len(ids))):
+            out[ids[i]] = rank % 2
+    return out
+
+
 @dataclass
 class UnitAggregate:
-    """Statistics of one dataset's shards: conductance per (class, unit type) and mean |activation|."""
+    """Statistics of one dataset's shards: conductance per (class, unit type), mean |activation|, and the
+    ``total`` conductance per split half (when ``halves`` maps pair ids to 0/1)."""
 
+    halves: dict | None = None
     nig: dict = field(default_factory=dict)
     absact: dict = field(default_factory=dict)
+    half_nig: dict = field(default_factory=dict)
     completeness: list = field(default_factory=list)
 
-    def add_shard(self, arrays: dict) -> None:
+    def add_shard(self, arrays: dict, pair_ids=None) -> None:
         if not arrays:  # an empty shard (fewer pairs than requested)
             return
         labels = arrays["label"]
+        n_tok = arrays["n_tokens"][:, REAL_PARTS].astype(np.float64)  # [N, P_real]
+        half = None
+        if self.halves is not None:
+            half = np.array([self.halves[p] for p in pair_ids])
         for unit, (key, act_key) in UNIT_KEYS.items():
             values = arrays[key]  # [N, P, L, U]
-            with_total = np.concatenate([values, values.sum(axis=1, keepdims=True)], axis=1)
+            total = values.sum(axis=1, keepdims=True)
+            with_total = np.concatenate([values, total], axis=1)
             acts = arrays[act_key]
+            act_total = np.einsum("np,npld->nld", n_tok, acts[:, REAL_PARTS]) / n_tok.sum(1)[:, None, None]
+            acts = np.concatenate([acts, act_total[:, None]], axis=1)
             for cls, mask in (("relevant", labels == 1), ("non_relevant", labels == 0), ("all", np.ones_like(labels, bool))):
                 self.nig.setdefault((cls, unit), RunningStats()).add(with_total[mask])
                 self.absact.setdefault((cls, unit), RunningStats()).add(acts[mask])
+                if half is not None:
+                    for h in (0, 1):
+                        self.half_nig.setdefault((cls, unit, h), RunningStats()).add(total[mask & (half == h), 0])
         self.completeness.append(
             pd.DataFrame(
                 {"ffn_cut_relerr_max": arrays["ffn_cut_relerr"].max(axis=1),
@@ -82,14 +113,13 @@ class UnitAggregate:
         )
 
     def table(self) -> pd.DataFrame:
-        """Long table: unit_type, layer, unit, part, class, mean, std, n, absact_mean (absact NaN for ``total``)."""
+        """Long table: unit_type, layer, unit, part, class, mean, std, n, absact_mean."""
         frames = []
         for (cls, unit), stats in sorted(self.nig.items()):
             mean, std = np.asarray(stats.mean), np.asarray(stats.std)
             n_parts, n_layers, n_units = mean.shape
             p, l, u = np.meshgrid(np.arange(n_parts), np.arange(n_layers), np.arange(n_units), indexing="ij")
-            act = np.full(mean.shape, np.nan)
-            act[: len(PART_NAMES)] = self.absact[(cls, unit)].mean
+            act = np.asarray(self.absact[(cls, unit)].mean)
             frames.append(pd.DataFrame({
                 "unit_type": unit, "layer": l.ravel().astype(np.int16), "unit": u.ravel().astype(np.int32),
                 "part": np.asarray(PARTS)[p.ravel()], "class": cls, "mean": mean.ravel(), "std": std.ravel(),
@@ -100,10 +130,31 @@ class UnitAggregate:
         return pd.concat(frames, ignore_index=True)
 
 
-def aggregate_shards(paths) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(unit statistics long table, per-pair completeness table) from shard files, one shard in memory at a time."""
-    agg = UnitAggregate()
+    def halves_table(self) -> pd.DataFrame:
+        """Long table: unit_type, layer, unit, class, half, mean, n (the ``total`` conductance per split half)."""
+        frames = []
+        for (cls, unit, h), stats in sorted(self.half_nig.items()):
+            mean = np.asarray(stats.mean)
+            if stats.n == 0:
+                continue
+            l, u = np.meshgrid(np.arange(mean.shape[0]), np.arange(mean.shape[1]), indexing="ij")
+            frames.append(pd.DataFrame({
+                "unit_type": unit, "layer": l.ravel().astype(np.int16), "unit": u.ravel().astype(np.int32),
+                "class": cls, "half": h, "mean": mean.ravel(), "n": stats.n,
+            }))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+            columns=["unit_type", "layer", "unit", "class", "half", "mean", "n"])
+
+
+def aggregate_shards(paths, halves: dict | None = None):
+    """Aggregate shard files, one shard in memory at a time.
+
+    Returns (unit statistics long table, per-pair completeness table) and, when ``halves`` ({pair_id: 0|1})
+    is given, a third item: the per-half table of :meth:`UnitAggregate.halves_table`.
+    """
+    agg = UnitAggregate(halves=halves)
     for path in paths:
-        arrays, _ = load_shard(path)
-        agg.add_shard(arrays)
-    return agg.table(), pd.concat(agg.completeness, ignore_index=True)
+        arrays, meta = load_shard(path)
+        agg.add_shard(arrays, meta.get("pair_ids"))
+    out = (agg.table(), pd.concat(agg.completeness, ignore_index=True))
+    return out + (agg.halves_table(),) if halves is not None else out

@@ -120,11 +120,13 @@ def score_pairs(
     batch_size: int = 64,
     bf16: bool = False,
     progress: bool = False,
+    before_forward=None,
 ) -> np.ndarray:
     """Relevance F of every (query, passage) pair, in input order.
 
     Pairs are batched by token length (fewer pad tokens, same scores: padding is masked). ``bf16`` runs the
-    forward under bfloat16 autocast. Hooks registered on the model (e.g. pruning masks) apply as usual.
+    forward under bfloat16 autocast. Hooks registered on the model (e.g. pruning masks) apply as usual;
+    ``before_forward(encoding)`` is called with each batch's encoding first (part-restricted pruning uses it).
     """
     import torch
     from tqdm.auto import tqdm
@@ -140,6 +142,8 @@ def score_pairs(
     with torch.inference_mode():
         for idx in tqdm(batches, desc="scoring", unit="batch", disable=not progress, mininterval=5):
             enc = encode(tokenizer, [queries[i] for i in idx], [passages[i] for i in idx], max_length).to(device)
+            if before_forward is not None:
+                before_forward(enc)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = model(**enc).logits
             scores[idx] = relevance(logits.float(), target).double().cpu().numpy()

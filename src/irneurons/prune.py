@@ -41,6 +41,15 @@ class Pruning:
 
             self._parts = token_parts(input_ids, token_type_ids, attention_mask, cls_id, sep_id)
 
+    def observe(self, tokenizer):
+        """A ``before_forward`` callback for :func:`irneurons.model.score_pairs`: records each batch's parts."""
+
+        def callback(enc):
+            self.set_batch(enc["input_ids"], enc.get("token_type_ids"), enc["attention_mask"],
+                           tokenizer.cls_token_id, tokenizer.sep_token_id)
+
+        return callback
+
     def _keep(self, x: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
         """Multiplier for x [B, T, C]: 0 on the selected channels (at the chosen part's tokens), 1 elsewhere."""
         keep = torch.ones(x.shape[-1], dtype=x.dtype, device=x.device)
@@ -76,3 +85,12 @@ class Pruning:
             h.remove()
         self._handles.clear()
         return False
+
+
+def pruned_scores(model, tokenizer, queries, passages, *, ffn=(), heads=(), part: int | None = None, **score_kwargs):
+    """:func:`irneurons.model.score_pairs` with ``ffn`` neurons / ``heads`` zeroed (FFN only at ``part``'s tokens
+    if given). Same batching as unpruned scoring; with nothing to prune the scores are bit-identical."""
+    from .model import score_pairs
+
+    with Pruning(model, ffn=ffn, heads=heads, part=part) as pruning:
+        return score_pairs(model, tokenizer, queries, passages, before_forward=pruning.observe(tokenizer), **score_kwargs)

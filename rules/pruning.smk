@@ -1,0 +1,82 @@
+# Pruning study: zero the selected units, re-rank each dataset's test queries (first-stage top-`depth`), score
+# per query; then paired tests of every strategy vs the unpruned model and of nig_top vs random (Holm).
+
+
+def prune_inputs(wc):
+    inputs = dict(
+        model=f"{RESULTS}/model/model.json",
+        scores=rules.rerank.output.scores.format(dataset=wc.dataset),
+        queries=rules.dataset.output.queries.format(dataset=wc.dataset),
+        qrels=rules.dataset.output.qrels.format(dataset=wc.dataset),
+        docs=rules.candidates.output.docs.format(dataset=wc.dataset),
+    )
+    if hasattr(wc, "target"):
+        unit_type = "head" if wc.target == "head" else "ffn"
+        inputs["units"] = rules.select_units.output.units.format(
+            unit_type=unit_type,
+            scheme=wc.scheme,
+            strategy=wc.strategy,
+            fraction=wc.fraction,
+        )
+    return inputs
+
+
+rule prune:
+    input:
+        unpack(prune_inputs),
+    output:
+        result=f"{RESULTS}/pruning/{{dataset}}/{{target}}/{{scheme}}/{{strategy}}/{{fraction}}.json",
+    log:
+        f"{RESULTS}/logs/prune/{{dataset}}/{{target}}-{{scheme}}-{{strategy}}-{{fraction}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/prune/{{dataset}}/{{target}}-{{scheme}}-{{strategy}}-{{fraction}}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+        gpu=1,
+    params:
+        code=code_version("prune", "model", "evaluate", "units"),
+        depth=config["pruning"]["depth"],
+        rerank=config["rerank"],
+        seed=SEED,
+    script:
+        "../scripts/prune.py"
+
+
+use rule prune as prune_unpruned with:
+    input:
+        unpack(prune_inputs),
+    output:
+        result=f"{RESULTS}/pruning/{{dataset}}/unpruned.json",
+    log:
+        f"{RESULTS}/logs/prune/{{dataset}}/unpruned.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/prune/{{dataset}}/unpruned.tsv"
+
+
+rule pruning_table:
+    input:
+        unpruned=expand(f"{RESULTS}/pruning/{{dataset}}/unpruned.json", dataset=DATASETS),
+        pruned=[p for d in DATASETS for p in pruning_outputs(d)],
+    output:
+        csv=f"{RESULTS}/tables/pruning.csv",
+        md=f"{RESULTS}/tables/pruning.md",
+    log:
+        f"{RESULTS}/logs/pruning_table.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/pruning_table.tsv"
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        code=code_version("study", "evaluate"),
+        datasets=DATASETS,
+        jobs=pruning_jobs(),
+        results=RESULTS,
+    script:
+        "../scripts/pruning_table.py"

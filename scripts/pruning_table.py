@@ -1,0 +1,21 @@
+"""All pruning results → one tidy table of paired tests (csv) and a markdown summary."""
+
+import json
+
+from irneurons import study
+from irneurons.provenance import setup_logging
+
+setup_logging(snakemake.log[0])
+
+
+def load(path):
+    with open(path) as fh:
+        return json.load(fh)
+
+
+unpruned = {rec["dataset"]: rec for rec in map(load, snakemake.input.unpruned)}
+pruned = [load(p) for p in snakemake.input.pruned]
+table = study.comparisons(unpruned, pruned)
+table.to_csv(snakemake.output.csv, index=False)
+with open(snakemake.output.md, "w") as fh:
+    fh.write(study.summary_markdown(table, unpruned))
