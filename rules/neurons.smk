@@ -49,7 +49,10 @@ rule select_units:
     run:
         irselect.write_selection(
             output.units,
-            {d: path for d, path in zip(scheme_members(wildcards.scheme), input.tables)},
+            {
+                d: path
+                for d, path in zip(scheme_members(wildcards.scheme), input.tables)
+            },
             ROLES,
             wildcards.scheme,
             wildcards.strategy,

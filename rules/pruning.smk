@@ -59,7 +59,9 @@ use rule prune as prune_unpruned with:
 
 rule pruning_table:
     input:
-        unpruned=expand(f"{RESULTS}/pruning/{{dataset}}/unpruned.json", dataset=DATASETS),
+        unpruned=expand(
+            f"{RESULTS}/pruning/{{dataset}}/unpruned.json", dataset=DATASETS
+        ),
         pruned=[p for d in DATASETS for p in pruning_outputs(d)],
     output:
         csv=f"{RESULTS}/tables/pruning.csv",
