@@ -5,7 +5,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The embedded default, unless a config file is given: --configfile replaces it rather than being merged into it
+# (a merge would add the default's cranfield and vaswani to every other study).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"
@@ -14,6 +18,10 @@ include: "rules/model.smk"
 include: "rules/attribution.smk"
 include: "rules/neurons.smk"
 include: "rules/pruning.smk"
+include: "rules/figures.smk"
+
+
+report: "report/workflow.rst"
 
 
 rule all:
@@ -24,3 +32,4 @@ rule all:
         f"{RESULTS}/tables/pruning.md",
         f"{RESULTS}/tables/stability.csv",
         f"{RESULTS}/tables/ood_neurons.csv",
+        figure_outputs(),

@@ -82,6 +82,54 @@ def pruning_outputs(dataset):
     return [pattern.format(**job) for job in pruning_jobs()]
 
 
+def write_selection_job(input, output, params, wildcards):
+    """The select_units job: one set of units (scheme x strategy x fraction) as JSON."""
+    irselect.write_selection(
+        output.units,
+        dict(zip(scheme_members(wildcards.scheme), input.tables)),
+        ROLES,
+        wildcards.scheme,
+        wildcards.strategy,
+        wildcards.unit_type,
+        float(wildcards.fraction),
+        score=params.score,
+        seed=params.seed,
+        provenance=stamp(config, params.seed),
+    )
+
+
+def prune_inputs(wc):
+    inputs = dict(
+        model=f"{RESULTS}/model/model.json",
+        scores=rules.rerank.output.scores.format(dataset=wc.dataset),
+        queries=rules.dataset.output.queries.format(dataset=wc.dataset),
+        qrels=rules.dataset.output.qrels.format(dataset=wc.dataset),
+        docs=rules.candidates.output.docs.format(dataset=wc.dataset),
+    )
+    if hasattr(wc, "target"):
+        unit_type = "head" if wc.target == "head" else "ffn"
+        inputs["units"] = rules.select_units.output.units.format(
+            unit_type=unit_type,
+            scheme=wc.scheme,
+            strategy=wc.strategy,
+            fraction=wc.fraction,
+        )
+    return inputs
+
+
+def figure_outputs():
+    out = [
+        rules.plot_layers.output.layers,
+        rules.plot_overlap.output.ffn,
+        rules.plot_pruning.output.figure,
+        rules.plot_completeness.output.figure,
+        rules.tables_report.output.summary,
+    ]
+    if FIG["token_examples"]:
+        out += expand(rules.plot_tokens.output.png, dataset=DATASETS)
+    return out
+
+
 def check_inputs():
     """Fail at parse time, with one line naming the culprit, before any job runs."""
     try:

@@ -47,21 +47,7 @@ rule select_units:
         score=config["pruning"]["score"],
         seed=SEED,
     run:
-        irselect.write_selection(
-            output.units,
-            {
-                d: path
-                for d, path in zip(scheme_members(wildcards.scheme), input.tables)
-            },
-            ROLES,
-            wildcards.scheme,
-            wildcards.strategy,
-            wildcards.unit_type,
-            float(wildcards.fraction),
-            score=params.score,
-            seed=params.seed,
-            provenance=stamp(config, params.seed),
-        )
+        write_selection_job(input, output, params, wildcards)
 
 
 rule neuron_sets_summary:
@@ -84,8 +70,15 @@ rule neuron_sets_summary:
         code=code_version("select"),
         score=config["pruning"]["score"],
         fractions={
-            "ffn": config["pruning"]["ffn"]["fractions"],
-            "head": config["pruning"]["heads"]["fractions"],
+            "ffn": sorted(
+                {*config["pruning"]["ffn"]["fractions"], config["figures"]["fraction"]}
+            ),
+            "head": sorted(
+                {
+                    *config["pruning"]["heads"]["fractions"],
+                    config["figures"]["head_fraction"],
+                }
+            ),
         },
         datasets=DATASETS,
         roles=ROLES,

@@ -2,25 +2,6 @@
 # per query; then paired tests of every strategy vs the unpruned model and of nig_top vs random (Holm).
 
 
-def prune_inputs(wc):
-    inputs = dict(
-        model=f"{RESULTS}/model/model.json",
-        scores=rules.rerank.output.scores.format(dataset=wc.dataset),
-        queries=rules.dataset.output.queries.format(dataset=wc.dataset),
-        qrels=rules.dataset.output.qrels.format(dataset=wc.dataset),
-        docs=rules.candidates.output.docs.format(dataset=wc.dataset),
-    )
-    if hasattr(wc, "target"):
-        unit_type = "head" if wc.target == "head" else "ffn"
-        inputs["units"] = rules.select_units.output.units.format(
-            unit_type=unit_type,
-            scheme=wc.scheme,
-            strategy=wc.strategy,
-            fraction=wc.fraction,
-        )
-    return inputs
-
-
 rule prune:
     input:
         unpack(prune_inputs),
@@ -57,6 +38,10 @@ use rule prune as prune_unpruned with:
         f"{RESULTS}/benchmarks/prune/{{dataset}}/unpruned.tsv"
 
 
+localrules:
+    pruning_table,
+
+
 rule pruning_table:
     input:
         unpruned=expand(
@@ -77,8 +62,5 @@ rule pruning_table:
         runtime=10,
     params:
         code=code_version("study", "evaluate"),
-        datasets=DATASETS,
-        jobs=pruning_jobs(),
-        results=RESULTS,
     script:
         "../scripts/pruning_table.py"

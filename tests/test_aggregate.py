@@ -9,7 +9,7 @@ def fake_shard(rng, n, L=2, d_ff=5, H=3):
     return {
         "ffn": rng.normal(size=(n, P, L, d_ff)), "heads": rng.normal(size=(n, P, L, H)),
         "ffn_absact": rng.random((n, P, L, d_ff)), "heads_absact": rng.random((n, P, L, H)),
-        "ffn_cut_relerr": rng.random((n, L)), "heads_cut_relerr": rng.random((n, L)),
+        "ffn_cut_relerr": rng.random((n, L)), "heads_cut_relerr": rng.random((n, L)), "ffn_cut_sum": rng.normal(size=(n, L)),
         "f_x": rng.normal(size=n), "f_baseline": rng.normal(size=n), "label": rng.integers(0, 2, n),
         "n_tokens": rng.integers(1, 9, (n, P)),
     }
@@ -38,6 +38,8 @@ def test_streaming_merge_equals_direct_statistics(tmp_path):
     act = table.query("unit_type == 'ffn' and layer == 0 and unit == 4 and part == 'cls' and `class` == 'all'")
     assert act["absact_mean"].item() == pytest.approx(full["ffn_absact"][:, 0, 0, 4].mean(), rel=1e-12)
     assert len(comp) == len(full["label"]) == 25
+    worst = full["ffn_cut_relerr"].argmax(axis=1)
+    np.testing.assert_array_equal(comp["ffn_cut_sum_worst"], full["ffn_cut_sum"][np.arange(25), worst])
     # one row per unit type × layer × unit × part × class
     assert len(table) == 3 * len(aggregate.PARTS) * 2 * (5 + 3)
 

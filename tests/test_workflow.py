@@ -14,13 +14,15 @@ SEED_DIR = (REPO / ".." / "shared" / "ir_datasets").resolve()
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
 
 
-def snakemake(workdir, *args, config=None, check=True):
+def snakemake(workdir, *args, config=None, check=True, snakefile=None, env=None):
     cmd = SNAKEMAKE + ["--directory", str(workdir)]
+    if snakefile is not None:
+        cmd[cmd.index("-s") + 1] = str(snakefile)
     if config is not None:
         path = Path(workdir) / "config.yaml"
         path.write_text(yaml.safe_dump(config))
         cmd += ["--configfile", str(path)]
-    proc = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=900, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
@@ -71,6 +73,11 @@ BAD_CONFIGS = [
     (lambda c: c["datasets"]["vaswani"].update(source="msmarco-passage/eval/small"), "ir_datasets id 'msmarco-passage/eval/small' has no qrels"),
     (lambda c: c["model"].update(source="./models/missing"), "model './models/missing': path does not exist"),
     (lambda c: c["datasets"]["cranfield"].update(split={"train": 0.8, "attribution": 0.5}), "dataset 'cranfield': split train + attribution exceeds 1"),
+    (lambda c: c["pruning"]["ffn"]["schemes"].update({"fusion-xyz": ["nig_top"]}), "pruning.ffn.schemes: unknown scheme 'fusion-xyz'"),
+    (lambda c: c["pruning"]["ffn"]["schemes"].update({"fusion-all": ["top"]}), "config error at pruning.ffn.schemes.fusion-all.0: 'top' is not one of"),
+    (lambda c: c["pruning"]["heads"].update(fractions=[0]), "config error at pruning.heads.fractions.0: 0 is less than or equal to the minimum"),
+    (lambda c: c["pruning"].update(parts=["body"]), "config error at pruning.parts.0: 'body' is not one of"),
+    (lambda c: c["datasets"]["vaswani"].update(role="in_domain"), "pruning.ffn.schemes: scheme 'ood' needs an in_domain and an ood dataset"),
 ]
 
 
@@ -83,11 +90,90 @@ def test_bad_config_fails_at_parse_time_naming_the_key(tmp_path, mutate, message
     assert not (tmp_path / "results").exists()  # nothing ran
 
 
+def planned_rules(proc) -> set[str]:
+    """Rule names in the job-stats table of ``snakemake -n --quiet rules``."""
+    rules, in_table = set(), False
+    for line in proc.stdout.splitlines():
+        if line.startswith("job ") and "count" in line:
+            in_table = True
+        elif in_table and line.startswith("total"):
+            break
+        elif in_table and line.strip() and not line.startswith("-"):
+            rules.add(line.split()[0])
+    return rules
+
+
+def kill_during_attribution(workdir, wf, env, res, timeout=600):
+    """Start the ci run with one core, SIGKILL its process group once a shard is written and another attribution
+    job is running; return {finished shard: mtime}."""
+    import os
+    import signal
+    import time
+
+    path = Path(workdir) / "config.yaml"
+    path.write_text(yaml.safe_dump(ci_config()))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(wf / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(path), "--cores", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline:
+            done = list((res / "nig").glob("*/shard-*.npz"))
+            running = [log for log in (res / "logs" / "attribute").glob("*.log")
+                       if not (res / "nig" / log.stem.rsplit("-", 1)[0] / f"shard-{log.stem.rsplit('-', 1)[1]}.npz").exists()]
+            if done and running:
+                time.sleep(1.0)  # well inside the job (model loaded, attributing)
+                finished = {p: p.stat().st_mtime_ns for p in (res / "nig").glob("*/shard-*.npz")}
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                assert len(finished) < 4, "the run finished attribution before it could be killed"
+                return finished
+            if proc.poll() is not None:
+                raise AssertionError("the ci run ended before an attribution job could be killed")
+            time.sleep(0.1)
+        raise AssertionError("timed out waiting for attribution jobs")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def outcome(res) -> dict:
+    """What a rerun must reproduce: every selected set, the neuron statistics and all metrics."""
+    out = {}
+    for p in sorted((res / "sets").rglob("*.json")):
+        out[str(p.relative_to(res))] = json.loads(p.read_text())["units"]
+    for p in sorted((res / "pruning").rglob("*.json")):
+        out[str(p.relative_to(res))] = json.loads(p.read_text())["per_query"]
+    for p in sorted((res / "metrics").rglob("*.json")):
+        out[str(p.relative_to(res))] = json.loads(p.read_text())["systems"]
+    for p in sorted((res / "neurons").glob("*.parquet")):
+        out[str(p.relative_to(res))] = pd.read_parquet(p)["mean"].round(12).tolist()
+    return out
+
+
+PLOT_RULES = {"plot_layers", "plot_overlap", "plot_pruning", "plot_completeness", "plot_tokens"}
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not SEED_DIR.is_dir(), reason=f"offline dataset copies not found at {SEED_DIR}")
 def test_ci_config_end_to_end(tmp_path):
-    snakemake(tmp_path, "--cores", "2", config=ci_config())
+    # run a copy of the workflow and library, so that the test can edit a plotting function afterwards
+    import os
+    import shutil
+
+    wf = tmp_path / "wf"
+    for part in ("Snakefile", "rules", "scripts", "config", "envs", "report", "src"):
+        (shutil.copytree if (REPO / part).is_dir() else shutil.copy)(REPO / part, wf / part)
+    env = {**os.environ, "PYTHONPATH": str(wf / "src")}
+    run = lambda *args, config=None: snakemake(tmp_path, *args, config=config or ci_config(), snakefile=wf / "Snakefile", env=env)
     res = tmp_path / "results" / "ci"
+    # resume: SIGKILL the whole run while an attribution job is mid-way, then run again
+    finished = kill_during_attribution(tmp_path, wf, env, res)
+    run("--cores", "2", "--rerun-incomplete")
+    for path, mtime in finished.items():
+        assert path.stat().st_mtime_ns == mtime, f"{path.name} was recomputed"
+    assert len(list((res / "nig").glob("*/shard-*.npz"))) == 4
     table = pd.read_csv(res / "tables" / "baseline.csv")
     assert set(table["dataset"]) == {"cranfield", "vaswani"} and len(table) == 6
     assert table[["ndcg@10", "mrr@10", "map"]].notna().all().all()
@@ -107,5 +193,69 @@ def test_ci_config_end_to_end(tmp_path):
     assert meta["pair_ids"] == pairs_cran.query("shard == 0")["pair_id"].tolist() and meta["seed"] == 0
     neurons = pd.read_parquet(res / "neurons" / "cranfield.parquet")
     assert set(neurons["class"]) == {"relevant", "non_relevant", "all"} and (neurons.query("`class` == 'all'")["n"] == 8).all()
+    # pruning study: every planned job ran, strategies compared at the same count, tests Holm-corrected
+    study = pd.read_csv(res / "tables" / "pruning.csv")
+    vs = study[study["comparison"] == "unpruned"]
+    assert set(vs["dataset"]) == {"cranfield", "vaswani"} and set(vs["target"]) == {"ffn", "ffn-passage", "head"}
+    assert set(vs.query("target == 'ffn' and scheme == 'fusion-all'")["strategy"]) == {
+        "nig_top", "nig_bottom", "magnitude", "random-0", "random-1"}
+    assert (vs.query("target == 'ffn' and scheme == 'fusion-all'")["count"] == 92).all()
+    assert vs.query("target == 'head'")["count"].eq(4).all()
+    assert {"random-0", "random-1", "random (pooled)"} <= set(study["comparison"])
+    assert (study["t_p_holm"].dropna() >= study["t_p"].dropna()).all()
+    unpruned = json.loads((res / "pruning" / "cranfield" / "unpruned.json").read_text())
+    assert unpruned["count"] == 0 and unpruned["pairs"] == 6 * 10 and set(unpruned["per_query"]) == set(
+        queries.query("split == 'test'")["qid"])
+    top = json.loads((res / "sets" / "ffn" / "fusion-all" / "nig_top" / "0.01.json").read_text())
+    assert top["k"] == top["count"] == 92 and sum(top["per_layer"]) == 92 and top["members"] == ["cranfield", "vaswani"]
+    assert (res / "tables" / "pruning.md").read_text().count("| cranfield |") == 5
+    stability = pd.read_csv(res / "tables" / "stability.csv")
+    assert set(stability["scheme"]) == {"cranfield", "vaswani", "fusion-all"}
+    assert stability.query("unit_type == 'ffn'")["k"].eq(92).all() and stability["jaccard"].between(0, 1).all()
+    ood = pd.read_csv(res / "tables" / "ood_neurons.csv")
+    assert ood.filter(like="layer_").sum(axis=1).tolist() == ood["ood_units"].tolist()
+    # figures and the report
+    for name in ("layers.png", "layers_by_part.png", "overlap_ffn.png", "overlap_head.png", "pruning.png",
+                 "completeness.png", "tokens_cranfield.png", "tokens_vaswani.html"):
+        assert (res / "figures" / name).stat().st_size > 1000, name
+    assert "## Pruning" in (res / "tables" / "summary.md").read_text()
+    run("--report", str(tmp_path / "report.html"))
+    assert (tmp_path / "report.html").stat().st_size > 10_000
     # a finished run has nothing left to do
-    assert "Nothing to be done" in snakemake(tmp_path, "-n", config=ci_config()).stdout
+    assert "Nothing to be done" in run("-n").stdout
+    # reproducible: everything recomputed from scratch (fine-tuning included) gives the same sets and metrics
+    before = outcome(res)
+    run("--cores", "2", "--forceall")
+    assert outcome(res) == before
+    # incremental: a plot-only config key, or an edit of a plotting function, replans only figure jobs
+    cfg = ci_config()
+    cfg["figures"] = {"dpi": 120}
+    assert planned_rules(run("-n", "--quiet", "rules", config=cfg)) == PLOT_RULES | {"all"}
+    with open(wf / "src" / "irneurons" / "plots.py", "a") as fh:
+        fh.write("\n# an edit of the plotting code\n")
+    assert planned_rules(run("-n", "--quiet", "rules")) == PLOT_RULES | {"all"}
+
+
+def job_count(proc) -> int:
+    return int(next(line.split()[1] for line in proc.stdout.splitlines() if line.startswith("total")))
+
+
+def test_paper_config_dry_runs_its_full_dag_without_downloading(tmp_path):
+    cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    assert cfg["model"]["source"] == "cross-encoder/ms-marco-MiniLM-L-12-v2" and cfg["nig"]["steps"] == 50
+    assert cfg["pairs"]["per_class"] == 1000 and len(cfg["datasets"]) == 7
+    proc = snakemake(tmp_path, "-n", "--quiet", "rules", config=cfg)
+    rules = planned_rules(proc)
+    import re
+
+    assert re.search(r"^attribute\s+140$", proc.stdout, flags=re.M)  # 7 datasets x 2000 pairs / 100 per shard
+    assert {"attribute", "prune", "select_units", "plot_pruning", "model_reference"} <= rules and "finetune" not in rules
+    assert job_count(proc) >= 2000
+    assert not (tmp_path / "results").exists()  # nothing downloaded or written by a dry-run
+    # the monoBERT-large variant (2-class head) layered on top: same grid, its own results folder
+    mono = snakemake(tmp_path, "-n", "--quiet", "rules", "--configfile", str(REPO / "config" / "paper.yaml"),
+                     str(REPO / "config" / "paper-monobert.yaml"))
+    assert job_count(mono) == job_count(proc)
+    full = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / "paper.yaml"),
+                     str(REPO / "config" / "paper-monobert.yaml")).stdout
+    assert "results/paper-monobert/nig/dl19/shard-0.npz" in full and "results/paper-minilm" not in full

@@ -104,9 +104,11 @@ class UnitAggregate:
                 if half is not None:
                     for h in (0, 1):
                         self.half_nig.setdefault((cls, unit, h), RunningStats()).add(total[mask & (half == h), 0])
+        worst = arrays["ffn_cut_relerr"].argmax(axis=1)
         self.completeness.append(
             pd.DataFrame(
                 {"ffn_cut_relerr_max": arrays["ffn_cut_relerr"].max(axis=1),
+                 "ffn_cut_sum_worst": arrays["ffn_cut_sum"][np.arange(len(worst)), worst],
                  "heads_cut_relerr_max": arrays["heads_cut_relerr"].max(axis=1),
                  "f_x": arrays["f_x"], "f_baseline": arrays["f_baseline"], "label": labels}
             )

@@ -1,0 +1,10 @@
+"""Token view: coloured tokens by input-level IG (PNG and HTML)."""
+
+import pandas as pd
+
+from irneurons import plots
+from irneurons.provenance import setup_logging
+
+setup_logging(snakemake.log[0])
+plots.token_view(pd.read_parquet(snakemake.input.tokens), snakemake.output.png, snakemake.output.html,
+                 dpi=snakemake.params.dpi)
