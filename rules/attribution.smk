@@ -15,7 +15,7 @@ rule attribute:
         f"{RESULTS}/benchmarks/attribute/{{dataset}}-{{shard}}.tsv"
     conda:
         "../envs/torch.yaml"
-    threads: max(1, workflow.cores)
+    threads: all_cores()
     resources:
         mem_mb=8000,
         runtime=120,

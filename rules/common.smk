@@ -34,6 +34,15 @@ wildcard_constraints:
     scheme=r"[A-Za-z0-9_.-]+",
 
 
+def all_cores():
+    """--cores for local runs; 1 where no core count is defined (--unlock, remote executors: there the
+    profile's set-threads decides)."""
+    try:
+        return max(1, workflow.cores)
+    except Exception:
+        return 1
+
+
 def shard_ids():
     """Shards per dataset, fixed by config so the whole DAG is known at dry-run (empty shards allowed)."""
     per_class, size = config["pairs"]["per_class"], config["pairs"]["shard_size"]

@@ -19,7 +19,7 @@ if config["model"]["finetune"]:
             f"{RESULTS}/benchmarks/finetune.tsv"
         conda:
             "../envs/torch.yaml"
-        threads: max(1, workflow.cores)
+        threads: all_cores()
         resources:
             mem_mb=8000,
             runtime=120,
@@ -70,7 +70,7 @@ rule rerank:
         f"{RESULTS}/benchmarks/rerank/{{dataset}}.tsv"
     conda:
         "../envs/torch.yaml"
-    threads: max(1, workflow.cores)
+    threads: all_cores()
     resources:
         mem_mb=6000,
         runtime=60,

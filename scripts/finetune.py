@@ -18,7 +18,7 @@ tables = [
 ]
 queries, docs, positives, pools = finetune.training_data(tables, cfg.group_size, cfg.pseudo_queries, cfg.seed)
 device = model.pick_device(snakemake.threads)
-net, tokenizer = model.load_cross_encoder(mcfg["source"], mcfg.get("num_labels"), device)
+net, tokenizer = model.load_cross_encoder(mcfg["source"], mcfg.get("num_labels"), device, seed=cfg.seed)
 info = finetune.finetune(net, tokenizer, queries, docs, positives, pools, cfg)
 net.save_pretrained(snakemake.output.model)
 tokenizer.save_pretrained(snakemake.output.model)

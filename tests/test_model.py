@@ -97,3 +97,12 @@ def test_title_pseudo_queries_use_bodies_only():
     assert "title:d11" not in queries  # titles shorter than 3 words are skipped
     again = finetune.title_pseudo_queries(docs, n=5, group_size=4, seed=0)
     assert again[2] == positives
+
+
+def test_fresh_head_is_reproducible_by_seed():
+    from irneurons import model
+
+    a, _ = model.load_cross_encoder(model.PYPI_MINILM, num_labels=1, seed=3)
+    b, _ = model.load_cross_encoder(model.PYPI_MINILM, num_labels=1, seed=3)
+    c, _ = model.load_cross_encoder(model.PYPI_MINILM, num_labels=1, seed=4)
+    assert a.classifier.weight.equal(b.classifier.weight) and not a.classifier.weight.equal(c.classifier.weight)

@@ -163,13 +163,18 @@ def test_ci_config_end_to_end(tmp_path):
     import shutil
 
     wf = tmp_path / "wf"
+    wf.mkdir()
     for part in ("Snakefile", "rules", "scripts", "config", "envs", "report", "src"):
-        (shutil.copytree if (REPO / part).is_dir() else shutil.copy)(REPO / part, wf / part)
+        if (REPO / part).is_dir():
+            shutil.copytree(REPO / part, wf / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy(REPO / part, wf / part)
     env = {**os.environ, "PYTHONPATH": str(wf / "src")}
     run = lambda *args, config=None: snakemake(tmp_path, *args, config=config or ci_config(), snakefile=wf / "Snakefile", env=env)
     res = tmp_path / "results" / "ci"
     # resume: SIGKILL the whole run while an attribution job is mid-way, then run again
     finished = kill_during_attribution(tmp_path, wf, env, res)
+    run("--unlock")  # a killed Snakemake leaves its lock behind
     run("--cores", "2", "--rerun-incomplete")
     for path, mtime in finished.items():
         assert path.stat().st_mtime_ns == mtime, f"{path.name} was recomputed"

