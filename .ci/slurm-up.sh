@@ -40,7 +40,9 @@ rm -f /etc/slurm/gres.conf
 if [ "$GPUS" -gt 0 ]; then
   GRES_TYPES="GresTypes=gpu"
   GRES_NODE="Gres=gpu:$GPUS"
-  for _ in $(seq "$GPUS"); do echo "NodeName=$NODE Name=gpu File=/dev/null"; done >/etc/slurm/gres.conf
+  # each fake GPU needs its own device file; any character device will do (at most 4 here)
+  devices=(/dev/null /dev/zero /dev/full /dev/urandom)
+  for i in $(seq 0 $((GPUS - 1))); do echo "NodeName=$NODE Name=gpu File=${devices[$i]}"; done >/etc/slurm/gres.conf
 fi
 cat >/etc/slurm/slurm.conf <<CONF
 ClusterName=ci

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .test_workflow import REPO, SEED_DIR, ci_config, outcome
+from .test_workflow import REPO, SEED_DIR, assert_same_neurons, ci_config, neuron_means, outcome
 
 WHY_NOT = (
     "IRNEURONS_SLURM_TEST=0" if os.environ.get("IRNEURONS_SLURM_TEST") == "0"
@@ -104,3 +104,4 @@ def test_ci_config_under_slurm_equals_local(tmp_path, slurm_cluster):
         assert all("gres/gpu=1" in j["tres"] for j in ran[rule]), rule
     # same outputs as the local run
     assert outcome(cluster / "results" / "ci") == outcome(local / "results" / "ci")
+    assert_same_neurons(neuron_means(cluster / "results" / "ci"), neuron_means(local / "results" / "ci"))
