@@ -211,44 +211,57 @@ def _token_colors(values: np.ndarray, scale: float):
     return out
 
 
-def token_view(tokens: pd.DataFrame, png_path, html_path, *, per_line: int = 16, dpi: int = 150):
+def _flow(tokens, width: float):
+    """Line breaks for tokens laid out left to right: [(line, x, token index)], widths ∝ characters + padding."""
+    out, line, x = [], 0, 0.0
+    for i, tok in enumerate(tokens):
+        w = len(tok) + 1.5
+        if x > 0 and x + w > width:
+            line, x = line + 1, 0.0
+        out.append((line, x, i))
+        x += w
+    return out
+
+
+def token_view(tokens: pd.DataFrame, png_path, html_path, *, chars_per_line: int = 110, dpi: int = 150):
     """Coloured tokens of each example pair (red: raises the relevance score, blue: lowers it).
 
     ``tokens``: rows (pair_id, label, f_x, position, token, attribution) from the token_attributions rule.
+    Tokens flow left to right and wrap at ``chars_per_line`` characters.
     """
     pairs = list(dict.fromkeys(tokens["pair_id"]))
-    blocks, n_lines = [], 0
+    blocks, n_lines = [], 0.0
     for pid in pairs:
         g = tokens[tokens["pair_id"] == pid].sort_values("position")
-        lines = [g.iloc[i:i + per_line] for i in range(0, len(g), per_line)]
-        blocks.append((pid, g, lines))
-        n_lines += len(lines) + 1.6
+        layout = _flow(list(g["token"]), chars_per_line)
+        blocks.append((pid, g, layout))
+        n_lines += layout[-1][0] + 1 + 1.6 if layout else 1.6
     fig, ax = plt.subplots(figsize=(12, 0.32 * n_lines + 0.6))
-    ax.set_xlim(0, per_line)
+    ax.set_xlim(0, chars_per_line + 4)
     ax.set_ylim(n_lines, 0)
     ax.axis("off")
     y = 0.0
     html_rows = ["<html><head><meta charset='utf-8'><title>token attributions</title></head><body style='font-family:"
-                 "sans-serif'>", "<p>Integrated gradients of the relevance score w.r.t. the word embeddings "
-                 "(pad_query-style baseline). Red raises the score, blue lowers it; opacity ∝ |attribution|.</p>"]
-    for pid, g, lines in blocks:
+                 "sans-serif'>", "<p>Integrated gradients of the relevance score w.r.t. the word embeddings. "
+                 "Red raises the score, blue lowers it; opacity ∝ |attribution| within the pair.</p>"]
+    for pid, g, layout in blocks:
         scale = float(np.abs(g["attribution"]).max())
         label = "relevant" if int(g["label"].iloc[0]) == 1 else "non-relevant"
         title = f"pair {pid} ({label}, F(x) = {float(g['f_x'].iloc[0]):.2f}, Σ attribution = {g['attribution'].sum():.2f})"
         ax.text(0, y + 0.6, title, fontsize=10, fontweight="bold", va="center")
         html_rows.append(f"<h4>{html.escape(title)}</h4><p style='line-height:1.9'>")
         y += 1.4
-        for line in lines:
-            for x, (tok, val, color) in enumerate(zip(line["token"], line["attribution"],
-                                                       _token_colors(line["attribution"].to_numpy(), scale))):
-                ax.text(x + 0.05, y + 0.5, tok, fontsize=9, va="center", ha="left",
-                        bbox=dict(boxstyle="round,pad=0.15", fc=color, ec="none"))
-                rgba = f"rgba({int(color[0] * 255)},{int(color[1] * 255)},{int(color[2] * 255)},{color[3]:.2f})"
-                html_rows.append(f"<span title='{val:+.4f}' style='background:{rgba};padding:1px 2px'>"
-                                 f"{html.escape(tok)}</span> ")
-            y += 1
+        colors = _token_colors(g["attribution"].to_numpy(), scale)
+        toks, vals = list(g["token"]), list(g["attribution"])
+        for line, x, i in layout:
+            ax.text(x + 0.2, y + line + 0.5, toks[i], fontsize=9, va="center", ha="left",
+                    bbox=dict(boxstyle="round,pad=0.15", fc=colors[i], ec="none"))
+            c = colors[i]
+            rgba = f"rgba({int(c[0] * 255)},{int(c[1] * 255)},{int(c[2] * 255)},{c[3]:.2f})"
+            html_rows.append(f"<span title='{vals[i]:+.4f}' style='background:{rgba};padding:1px 2px'>"
+                             f"{html.escape(toks[i])}</span> ")
+        y += (layout[-1][0] + 1 if layout else 0) + 0.2
         html_rows.append("</p>")
-        y += 0.2
     html_rows.append("</body></html>")
     with open(html_path, "w", encoding="utf-8") as fh:
         fh.write("\n".join(html_rows))
