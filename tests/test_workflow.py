@@ -104,7 +104,7 @@ def planned_rules(proc) -> set[str]:
 
 
 def kill_during_attribution(workdir, wf, env, res, timeout=600):
-    """Start the ci run with one core, SIGKILL its process group once a shard is written and another attribution
+    """Start the ci run, SIGKILL its process group once a shard is written and another attribution
     job is running; return {finished shard: mtime}."""
     import os
     import signal
@@ -113,7 +113,7 @@ def kill_during_attribution(workdir, wf, env, res, timeout=600):
     path = Path(workdir) / "config.yaml"
     path.write_text(yaml.safe_dump(ci_config()))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(wf / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(path), "--cores", "1"]
+           "--configfile", str(path), "--cores", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     deadline = time.time() + timeout
     try:
@@ -246,7 +246,7 @@ def test_ci_config_end_to_end(tmp_path):
     assert_same_neurons(neuron_means(res), means)
     # incremental: a plot-only config key, or an edit of a plotting function, replans only figure jobs
     cfg = ci_config()
-    cfg["figures"] = {"dpi": 120}
+    cfg.setdefault("figures", {})["dpi"] = 120
     assert planned_rules(run("-n", "--quiet", "rules", config=cfg)) == PLOT_RULES | {"all"}
     with open(wf / "src" / "irneurons" / "plots.py", "a") as fh:
         fh.write("\n# an edit of the plotting code\n")
