@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .test_workflow import REPO, SEED_DIR, assert_same_neurons, ci_config, neuron_means, outcome
+from .test_workflow import REPO, SEED_DIR, assert_same_neurons, ci_config, neuron_means, outcome, rule_counts
 
 WHY_NOT = (
     "IRNEURONS_SLURM_TEST=0" if os.environ.get("IRNEURONS_SLURM_TEST") == "0"
@@ -57,20 +57,6 @@ def snakemake(workdir: Path, *args):
 
 LOCAL_RULES = {"all", "select_units", "pruning_table", "figure_tables", "plot_layers", "plot_overlap", "plot_pruning",
                "plot_completeness", "plot_tokens", "tables_report"}
-
-
-def rule_counts(proc) -> dict[str, int]:
-    """{rule: jobs} from the job-stats table of ``snakemake -n --quiet rules``."""
-    counts, in_table = {}, False
-    for line in proc.stdout.splitlines():
-        if line.startswith("job ") and "count" in line:
-            in_table = True
-        elif in_table and line.startswith("total"):
-            break
-        elif in_table and line.strip() and not line.startswith("-"):
-            rule, n = line.split()
-            counts[rule] = int(n)
-    return counts
 
 
 def sacct_jobs() -> list[dict]:

@@ -90,17 +90,23 @@ def test_bad_config_fails_at_parse_time_naming_the_key(tmp_path, mutate, message
     assert not (tmp_path / "results").exists()  # nothing ran
 
 
-def planned_rules(proc) -> set[str]:
-    """Rule names in the job-stats table of ``snakemake -n --quiet rules``."""
-    rules, in_table = set(), False
+def rule_counts(proc) -> dict[str, int]:
+    """{rule: jobs} from the job-stats table of ``snakemake -n --quiet rules``."""
+    counts, in_table = {}, False
     for line in proc.stdout.splitlines():
         if line.startswith("job ") and "count" in line:
             in_table = True
         elif in_table and line.startswith("total"):
             break
         elif in_table and line.strip() and not line.startswith("-"):
-            rules.add(line.split()[0])
-    return rules
+            rule, n = line.split()
+            counts[rule] = int(n)
+    return counts
+
+
+def planned_rules(proc) -> set[str]:
+    """Rule names in the job-stats table of ``snakemake -n --quiet rules``."""
+    return set(rule_counts(proc))
 
 
 def kill_during_attribution(workdir, wf, env, res, timeout=600):

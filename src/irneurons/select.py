@@ -179,9 +179,14 @@ def select_units(
     }
 
 
-def layer_counts(units, n_layers: int) -> list[int]:
-    """Number of selected units per layer (layers 0..n_layers−1)."""
-    counts = [0] * n_layers
+def n_layers(table: pd.DataFrame, unit_type: str) -> int:
+    """Number of layers of ``unit_type`` in a neurons long table (highest layer index + 1)."""
+    return int(table.loc[table["unit_type"] == unit_type, "layer"].max()) + 1
+
+
+def layer_counts(units, layers: int) -> list[int]:
+    """Number of selected units per layer (layers 0..layers−1)."""
+    counts = [0] * layers
     for layer, _ in units:
         counts[int(layer)] += 1
     return counts
@@ -225,8 +230,7 @@ def write_selection(path, table_paths: dict, roles: dict, scheme: str, strategy:
     tables = {d: pd.read_parquet(p, columns=columns) for d, p in table_paths.items()}
     sel = select_units(tables, roles, scheme, strategy, unit_type, fraction, cls=score.get("class", "relevant"),
                        part=score.get("part", "total"), signed=score.get("signed", True), seed=seed)
-    n_layers = int(next(iter(tables.values())).query("unit_type == @unit_type")["layer"].max()) + 1
-    sel["per_layer"] = layer_counts(sel["units"], n_layers)
+    sel["per_layer"] = layer_counts(sel["units"], n_layers(next(iter(tables.values())), unit_type))
     sel["provenance"] = provenance or {}
     with open(path, "w") as fh:
         json.dump(sel, fh, indent=1)
@@ -260,8 +264,7 @@ def ood_table(tables: dict, roles: dict, fractions: dict, score: dict) -> pd.Dat
         for f in fracs:
             sel = select_units(tables, roles, "ood", "nig_top", unit_type, f, cls=score.get("class", "relevant"),
                                part=score.get("part", "total"), signed=score.get("signed", True))
-            n_layers = int(tables[next(iter(tables))].query("unit_type == @unit_type")["layer"].max()) + 1
-            counts = layer_counts(sel["units"], n_layers)
+            counts = layer_counts(sel["units"], n_layers(tables[next(iter(tables))], unit_type))
             rows.append({"unit_type": unit_type, "fraction": f, "k": sel["k"], "ood_units": sel["count"],
                          "share_of_k": sel["count"] / sel["k"], **{f"layer_{i}": c for i, c in enumerate(counts)}})
     return pd.DataFrame(rows)
