@@ -32,4 +32,5 @@ rule all:
         f"{RESULTS}/tables/pruning.md",
         f"{RESULTS}/tables/stability.csv",
         f"{RESULTS}/tables/ood_neurons.csv",
+        f"{RESULTS}/tables/claims.md",
         figure_outputs(),

@@ -5,13 +5,22 @@ pruned scoring should run within 10 % of unpruned scoring (target: throughput ra
 1 % and 5 % of FFN neurons at every token, 1 % at the passage's tokens only (builds the part mask per
 batch), 5 % of the heads. Repeats are interleaved (unpruned, variant, unpruned, ...) and the median taken.
 
-    python benchmarks/bench_pruning.py --pairs 512 --threads 2 --bf16
+Many masks per job (``--sets R``): R random FFN sets scored by one process that loads the model and tokenizes
+once (:func:`irneurons.prune.pruned_scores_many`, what a `random` pruning job does) against R separate
+processes that each start Python, import torch/transformers, load the model, tokenize and score one set (what
+R single-set jobs cost, without Snakemake's own overhead). Prints sets/s of both and their ratio.
+
+    python benchmarks/bench_pruning.py --pairs 512 --threads 2 --bf16 auto
     python benchmarks/bench_pruning.py --model results/default/model/hf   # a fine-tuned model folder
+    python benchmarks/bench_pruning.py --sets 8 --pairs 256 --threads 1 --sections masks
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -19,7 +28,8 @@ import torch
 
 from irneurons import model as M
 from irneurons import nig, units
-from irneurons.prune import pruned_scores
+from irneurons.numerics import resolve_bf16
+from irneurons.prune import pruned_scores, pruned_scores_many
 from irneurons.select import random_units
 
 
@@ -37,13 +47,16 @@ def main():
     ap.add_argument("--pairs", type=int, default=512)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-length", type=int, default=128)
-    ap.add_argument("--bf16", action="store_true")
+    ap.add_argument("--bf16", default="false", help="auto | true | false (default false: fp32)")
+    ap.add_argument("--sets", type=int, default=8, help="random sets of the many-masks section")
+    ap.add_argument("--sections", default="hooks,masks", help="comma-separated: hooks (pruned vs unpruned), masks")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = M.resolve_device()
+    args.bf16 = resolve_bf16(args.bf16, device)
     net, tok = M.load_cross_encoder(args.model, num_labels=1, device=device)
     lay = units.layout(net)
     ffn = [(l, u) for l in range(lay.n_layers) for u in range(lay.d_ff)]
@@ -66,6 +79,11 @@ def main():
         return time.perf_counter() - start
 
     timed()  # warm-up
+    sections = args.sections.split(",")
+    if "masks" in sections:
+        many_masks(args, net, tok, queries, passages, ffn, k(ffn, 0.01), opts)
+    if "hooks" not in sections:
+        return
     print(f"device {device}, threads {torch.get_num_threads()}, {args.pairs} pairs, batch {args.batch_size}, "
           f"bf16 {args.bf16}, {lay.n_layers} layers x {lay.d_ff} FFN / {lay.n_heads} heads")
     print(f"{'variant':<24} {'units':>6} {'pairs/s':>9} {'unpruned':>9} {'ratio':>6}")
@@ -77,6 +95,39 @@ def main():
         tb, tp = np.median(base), np.median(pruned)
         n_units = len(prune.get("ffn", ())) + len(prune.get("heads", ()))
         print(f"{name:<24} {n_units:>6} {args.pairs / tp:>9.1f} {args.pairs / tb:>9.1f} {tb / tp:>6.3f}")
+
+
+ONE_JOB = """
+import json, sys, torch
+from irneurons import model as M
+from irneurons.prune import pruned_scores_many
+a = json.loads(sys.argv[1])
+torch.set_num_threads(a["threads"])
+net, tok = M.load_cross_encoder(a["model"], num_labels=1, device=M.resolve_device())
+pruned_scores_many(net, tok, a["queries"], a["passages"], [{"ffn": [tuple(u) for u in s]} for s in a["sets"]],
+                   **a["opts"])
+"""
+
+
+def many_masks(args, net, tok, queries, passages, ffn, count, opts):
+    """R random sets in one job vs R jobs of one set each, every job a fresh process (module docstring)."""
+    sets = [random_units(ffn, count, (0, 1, count, i)) for i in range(args.sets)]
+    threads = args.threads or torch.get_num_threads()
+
+    def job(job_sets):
+        payload = json.dumps({"model": args.model, "queries": queries, "passages": passages, "sets": job_sets,
+                              "opts": opts, "threads": threads})
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", ONE_JOB, payload], check=True, capture_output=True)
+        return time.perf_counter() - start
+
+    one_job = job(sets)
+    separate = sum(job([s]) for s in sets)
+    print(f"{args.sets} random FFN sets of {count} units, {len(queries)} pairs each, threads {threads}, "
+          f"bf16 {args.bf16}")
+    print(f"  one job, {args.sets} masks : {one_job:7.1f} s  ({args.sets / one_job:.3f} sets/s)")
+    print(f"  {args.sets} separate jobs  : {separate:7.1f} s  ({args.sets / separate:.3f} sets/s)")
+    print(f"  throughput ratio (one job / separate jobs): {separate / one_job:.2f}x")
 
 
 if __name__ == "__main__":

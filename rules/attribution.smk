@@ -21,7 +21,7 @@ rule attribute:
         runtime=120,
         gpu=1,
     params:
-        code=code_version("nig", "units", "model"),
+        code=code_version("nig", "units", "model", "numerics"),
         nig=config["nig"],
         seed=SEED,
     script:

@@ -29,7 +29,7 @@ wildcard_constraints:
     shard=r"\d+",
     unit_type="ffn|head",
     target="ffn|head|ffn-(cls|query|sep1|passage|sep2)",
-    strategy=r"nig_top|nig_bottom|magnitude|random-\d+",
+    strategy="|".join(irselect.STRATEGIES),
     fraction=r"[0-9.eE-]+",
     scheme=r"[A-Za-z0-9_.-]+",
 
@@ -58,41 +58,77 @@ def scheme_members(scheme):
     return irselect.parse_scheme(scheme, ROLES)[1]
 
 
+def pruning_grid(key):
+    """Schemes -> strategies of one unit type's grid; FFN without schemes: adapted to the datasets declared."""
+    grid = config["pruning"][key]
+    if "schemes" in grid:
+        return grid["schemes"]
+    return irselect.default_grid(ROLES) if key == "ffn" else {}
+
+
 def pruning_jobs():
-    """Every pruning job of the config as dicts: target (ffn, ffn-<part>, head), unit_type, scheme, strategy
-    (random expanded to random-0 .. random-(n-1)), fraction."""
+    """Every pruning job of the config as dicts: dataset, target (ffn, ffn-<part>, head), unit_type, scheme
+    (self / loo resolved per dataset), strategy, fraction, n_sets (1, or the number of random sets)."""
     cfg = config["pruning"]
-    seeds = [f"random-{i}" for i in range(cfg["random_seeds"])]
-    jobs = []
+    jobs = {}
     for unit_type, key in (("ffn", "ffn"), ("head", "heads")):
         grid = cfg[key]
         targets = ["head"]
         if unit_type == "ffn":
             targets = ["ffn" if p == "all" else f"ffn-{p}" for p in cfg["parts"]]
-        for scheme, strategies in grid.get("schemes", {}).items():
-            names = [n for s in strategies for n in (seeds if s == "random" else [s])]
-            for strategy in names:
-                for fraction in grid.get("fractions", []):
-                    for target in targets:
-                        jobs.append(
-                            dict(
+        for scheme, entries in pruning_grid(key).items():
+            for entry in entries:
+                strategy, n_sets = irselect.parse_strategy_entry(
+                    entry, cfg["random_sets"], cfg["layer_matched_sets"]
+                )
+                for dataset in DATASETS:
+                    resolved = irselect.resolve_scheme(scheme, dataset)
+                    for fraction in grid.get("fractions", []):
+                        for target in targets:
+                            job = dict(
+                                dataset=dataset,
                                 target=target,
                                 unit_type=unit_type,
-                                scheme=scheme,
+                                scheme=resolved,
                                 strategy=strategy,
                                 fraction=str(fraction),
+                                n_sets=n_sets,
                             )
-                        )
-    return jobs
+                            path = (dataset, target, resolved, strategy, str(fraction))
+                            if path in jobs and jobs[path]["n_sets"] != n_sets:
+                                raise WorkflowError(
+                                    f"irneurons config error: pruning.{key}.schemes: {strategy} of scheme "
+                                    f"{resolved!r} asked with {jobs[path]['n_sets']} and {n_sets} sets"
+                                )
+                            jobs[path] = job
+    return list(jobs.values())
+
+
+PRUNING_JOBS = None
+
+
+def selection_sets(wildcards):
+    """Number of sets of one selection file (sets/{unit_type}/{scheme}/{strategy}/{fraction}.json)."""
+    global PRUNING_JOBS
+    PRUNING_JOBS = PRUNING_JOBS or pruning_jobs()
+    for job in PRUNING_JOBS:
+        if (job["unit_type"], job["scheme"], job["strategy"], job["fraction"]) == (
+            wildcards.unit_type,
+            wildcards.scheme,
+            wildcards.strategy,
+            wildcards.fraction,
+        ):
+            return job["n_sets"]
+    return 1
 
 
 def pruning_outputs(dataset):
     pattern = f"{RESULTS}/pruning/{dataset}/{{target}}/{{scheme}}/{{strategy}}/{{fraction}}.json"
-    return [pattern.format(**job) for job in pruning_jobs()]
+    return [pattern.format(**job) for job in pruning_jobs() if job["dataset"] == dataset]
 
 
 def write_selection_job(input, output, params, wildcards):
-    """The select_units job: one set of units (scheme x strategy x fraction) as JSON."""
+    """The select_units job: the unit set(s) of one scheme x strategy x fraction as JSON."""
     irselect.write_selection(
         output.units,
         dict(zip(scheme_members(wildcards.scheme), input.tables)),
@@ -103,8 +139,20 @@ def write_selection_job(input, output, params, wildcards):
         float(wildcards.fraction),
         score=params.score,
         seed=params.seed,
+        n_sets=params.n_sets,
         provenance=stamp(config, params.seed),
     )
+
+
+def eval_options(wc):
+    """How a dataset's runs are evaluated: binary measures count gain >= its relevant_min_grade."""
+    spec = irdata.DatasetSpec.from_config(wc.dataset, config["datasets"][wc.dataset])
+    return {"relevance_level": spec.relevant_min_grade}
+
+
+def claim_fraction():
+    cfg = config["pruning"]
+    return cfg.get("claim_fraction", (cfg["ffn"].get("fractions") or [0.01])[0])
 
 
 def prune_inputs(wc):
@@ -150,12 +198,17 @@ def check_inputs():
             )
         irmodel.resolve_model_source(config["model"]["source"])
         for key in ("ffn", "heads"):
-            for scheme in config["pruning"][key].get("schemes", {}):
+            for scheme in pruning_grid(key):
                 try:
-                    kind, _ = irselect.parse_scheme(scheme, ROLES)
+                    for dataset in DATASETS:
+                        kind, _ = irselect.parse_scheme(
+                            irselect.resolve_scheme(scheme, dataset), ROLES
+                        )
                 except ValueError as err:
                     raise irdata.DataError(f"pruning.{key}.schemes: {err}") from None
-                if kind == "ood" and not (IN_DOMAIN and len(IN_DOMAIN) < len(DATASETS)):
+                if kind == "ood" and not (
+                    {"in_domain", "ood"} <= set(ROLES.values())
+                ):
                     raise irdata.DataError(
                         f"pruning.{key}.schemes: scheme 'ood' needs an in_domain and an ood dataset"
                     )

@@ -66,6 +66,9 @@ rule pairs:
         code=code_version("data"),
         per_class=config["pairs"]["per_class"],
         shard_size=config["pairs"]["shard_size"],
+        relevant_min_grade=lambda wc: irdata.DatasetSpec.from_config(
+            wc.dataset, dataset_cfg(wc)
+        ).relevant_min_grade,
         seed=SEED,
     script:
         "../scripts/sample_pairs.py"

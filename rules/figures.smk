@@ -190,8 +190,9 @@ rule tables_report:
     input:
         baseline=rules.baseline_table.output.md,
         pruning=rules.pruning_table.output.md,
-        stability=rules.neuron_sets_summary.output.stability,
+        stability=rules.stability.output.stability,
         ood=rules.neuron_sets_summary.output.ood,
+        claims=rules.claims.output.md,
     output:
         summary=report(
             f"{RESULTS}/tables/summary.md",

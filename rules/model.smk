@@ -25,9 +25,13 @@ if config["model"]["finetune"]:
             runtime=120,
             gpu=1,
         params:
-            code=code_version("finetune", "model", "firststage"),
+            code=code_version("finetune", "model", "firststage", "numerics"),
             model=config["model"],
             finetune=config["finetune"],
+            relevant_min_grade={
+                d: irdata.DatasetSpec.from_config(d, config["datasets"][d]).relevant_min_grade
+                for d in IN_DOMAIN
+            },
             seed=SEED,
         script:
             "../scripts/finetune.py"
@@ -76,7 +80,7 @@ rule rerank:
         runtime=60,
         gpu=1,
     params:
-        code=code_version("model", "evaluate"),
+        code=code_version("model", "evaluate", "numerics"),
         rerank=config["rerank"],
     script:
         "../scripts/rerank.py"
@@ -100,6 +104,9 @@ rule baseline_metrics:
         runtime=10,
     params:
         code=code_version("evaluate"),
+        relevant_min_grade=lambda wc: irdata.DatasetSpec.from_config(
+            wc.dataset, dataset_cfg(wc)
+        ).relevant_min_grade,
         seed=SEED,
     script:
         "../scripts/baseline_metrics.py"

@@ -10,7 +10,6 @@ rule aggregate:
         pairs=rules.pairs.output.pairs,
     output:
         table=f"{RESULTS}/neurons/{{dataset}}.parquet",
-        halves=f"{RESULTS}/neurons/{{dataset}}_halves.parquet",
         completeness=f"{RESULTS}/neurons/{{dataset}}_completeness.csv",
     log:
         f"{RESULTS}/logs/aggregate/{{dataset}}.log",
@@ -46,16 +45,54 @@ rule select_units:
         code=code_version("select"),
         score=config["pruning"]["score"],
         seed=SEED,
+        n_sets=selection_sets,
     run:
         write_selection_job(input, output, params, wildcards)
+
+
+rule stability:
+    input:
+        shards=[
+            f"{RESULTS}/nig/{d}/shard-{s}.npz" for d in DATASETS for s in shard_ids()
+        ],
+        pairs=expand(rules.pairs.output.pairs, dataset=DATASETS),
+    output:
+        stability=f"{RESULTS}/tables/stability.csv",
+    log:
+        f"{RESULTS}/logs/stability.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/stability.tsv"
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    params:
+        code=code_version("stability", "select", "nig"),
+        datasets=DATASETS,
+        shards_per_dataset=len(shard_ids()),
+        stability=config["stability"],
+        standardise=config["pruning"]["score"]["standardise"],
+        fractions={
+            "ffn": sorted(
+                {*config["pruning"]["ffn"]["fractions"], config["figures"]["fraction"]}
+            ),
+            "head": sorted(
+                {
+                    *config["pruning"]["heads"]["fractions"],
+                    config["figures"]["head_fraction"],
+                }
+            ),
+        },
+        seed=SEED,
+    script:
+        "../scripts/stability.py"
 
 
 rule neuron_sets_summary:
     input:
         tables=expand(f"{RESULTS}/neurons/{{dataset}}.parquet", dataset=DATASETS),
-        halves=expand(f"{RESULTS}/neurons/{{dataset}}_halves.parquet", dataset=DATASETS),
     output:
-        stability=f"{RESULTS}/tables/stability.csv",
         ood=f"{RESULTS}/tables/ood_neurons.csv",
     log:
         f"{RESULTS}/logs/neuron_sets_summary.log",

@@ -19,9 +19,10 @@ rule prune:
         runtime=30,
         gpu=1,
     params:
-        code=code_version("prune", "model", "evaluate", "units"),
+        code=code_version("prune", "model", "evaluate", "units", "numerics"),
         depth=config["pruning"]["depth"],
         rerank=config["rerank"],
+        eval_opts=eval_options,
         seed=SEED,
     script:
         "../scripts/prune.py"
@@ -51,6 +52,7 @@ rule pruning_table:
     output:
         csv=f"{RESULTS}/tables/pruning.csv",
         md=f"{RESULTS}/tables/pruning.md",
+        ood=f"{RESULTS}/tables/ood_contrast.csv",
     log:
         f"{RESULTS}/logs/pruning_table.log",
     benchmark:
@@ -62,5 +64,34 @@ rule pruning_table:
         runtime=10,
     params:
         code=code_version("study", "evaluate"),
+        roles=ROLES,
+        seed=SEED,
     script:
         "../scripts/pruning_table.py"
+
+
+localrules:
+    claims,
+
+
+rule claims:
+    input:
+        pruning=rules.pruning_table.output.csv,
+        ood=rules.pruning_table.output.ood,
+        stability=rules.stability.output.stability,
+    output:
+        csv=f"{RESULTS}/tables/claims.csv",
+        md=report(
+            f"{RESULTS}/tables/claims.md",
+            caption="../report/claims.rst",
+            category="Tables",
+        ),
+    log:
+        f"{RESULTS}/logs/claims.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        code=code_version("study", "evaluate"),
+        fraction=claim_fraction(),
+    script:
+        "../scripts/claims.py"

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pandas as pd
 
-from irneurons import model, nig
+from irneurons import model, nig, numerics
 from irneurons.provenance import setup_logging, stamp
 
 setup_logging(snakemake.log[0])
@@ -23,12 +23,23 @@ if pairs.empty:  # the dataset had fewer pairs than per_class asks for: this sha
     sys.exit(0)
 device = model.pick_device(snakemake.threads)
 net, tokenizer = model.load_from_ref(ref, device)
+num = numerics.numerics_record(opts.get("bf16", "auto"), device)
 result = nig.attribute(
     net, tokenizer, queries[pairs["qid"]].tolist(), docs[pairs["doc_id"]].tolist(), pair_ids=pairs["pair_id"].tolist(),
     baseline=opts["baseline"], target=ref["target"], estimator=opts["estimator"], steps=opts["steps"],
-    max_length=ref["max_length"], budget=opts["budget"], device=device, bf16=opts["bf16"],
+    max_length=ref["max_length"], budget=opts["budget"], device=device, bf16=num["bf16"],
 )
 result["label"] = pairs["label"].to_numpy()
-nig.save_shard(snakemake.output.shard, result, {**meta, "device": str(device)})
+# Completeness enforced: pairs over nig.max_cut_relerr are listed in this log; a shard with more than
+# nig.max_bad_share of them fails (one-line error naming the pairs). The check's numbers go into the metadata.
+meta["completeness"] = check = nig.check_completeness(
+    result, pairs["pair_id"].tolist(), max_relerr=opts["max_cut_relerr"], floor=opts["min_abs_delta_f"],
+    max_share=opts["max_bad_share"], log=lambda line: print(f"over threshold: {line}", file=sys.stderr),
+)
+print(f"completeness: {check['n_over']} of {check['n_pairs']} pairs over nig.max_cut_relerr={check['max_cut_relerr']} "
+      f"(share {check['bad_share']:.0%}, limit nig.max_bad_share={check['max_bad_share']}); median-over-layers FFN "
+      f"relative cut error (|ΔF| floored at {check['min_abs_delta_f']}): median {check['ffn_cut_relerr_median']['median']:.2e}, "
+      f"max {check['ffn_cut_relerr_median']['max']:.2e}", file=sys.stderr)
+nig.save_shard(snakemake.output.shard, result, {**meta, "device": str(device), "numerics": num})
 print(f"shard {shard}: {len(pairs)} pairs; median relative cut error: FFN {np.median(result['ffn_cut_relerr']):.2e}, "
       f"heads {np.median(result['heads_cut_relerr']):.2e}", file=sys.stderr)

@@ -12,9 +12,10 @@ scores = pd.read_parquet(snakemake.input.scores)
 qrels = pd.read_parquet(snakemake.input.qrels)
 qrels = evaluate.qrels_dict(qrels[qrels["qid"].isin(set(scores["qid"]))])
 systems = ("first_stage", "cross_encoder", "fusion")
-per_query = {s: evaluate.per_query_metrics(evaluate.run_dict(scores, s), qrels) for s in systems}
+level = snakemake.params.relevant_min_grade  # the dataset's relevant_min_grade: binary measures count gain ≥ it
+per_query = {s: evaluate.per_query_metrics(evaluate.run_dict(scores, s), qrels, relevance_level=level) for s in systems}
 pd.concat(per_query, names=["system"]).to_csv(snakemake.output.per_query)
-out = {"dataset": snakemake.wildcards.dataset, "n_queries": len(qrels), "systems": {}}
+out = {"dataset": snakemake.wildcards.dataset, "n_queries": len(qrels), "relevance_level": level, "systems": {}}
 for s in systems:
     tests = {m: evaluate.paired_tests(per_query[s][m], per_query["first_stage"][m]) for m in per_query[s].columns}
     out["systems"][s] = {"mean": evaluate.summarise(per_query[s]), "vs_first_stage": tests}

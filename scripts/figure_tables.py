@@ -11,14 +11,16 @@ p = snakemake.params
 cols = ["unit_type", "layer", "unit", "part", "class", "mean", "absact_mean"]
 tables = {d: pd.read_parquet(path, columns=cols) for d, path in zip(p.datasets, snakemake.input.tables)}
 schemes = select.default_schemes(p.roles)
-signed = p.score.get("signed", True)
+signed, norm = p.score.get("signed", True), p.score.get("normalise", "zscore")
 layers, overlap = [], []
 for unit_type, fraction in p.fractions.items():
-    layers.append(select.layer_distribution_table(tables, p.roles, schemes, [unit_type], fraction, signed=signed))
+    layers.append(select.layer_distribution_table(tables, p.roles, schemes, [unit_type], fraction, signed=signed,
+                                                  normalise_by=norm))
     fused = [s for s in schemes if s.startswith("fusion-all")]  # per part: the fusion over all datasets only
     parts = [x for x in aggregate.PARTS if x not in ("pad", "total")]
     layers.append(select.layer_distribution_table(tables, p.roles, fused, [unit_type], fraction,
-                                                  classes=["relevant"], parts=parts, signed=signed))
+                                                  classes=["relevant"], parts=parts, signed=signed,
+                                                  normalise_by=norm))
     overlap.append(select.overlap_table(tables, p.roles, schemes, unit_type, fraction, p.score))
 pd.concat(layers).to_csv(snakemake.output.layers, index=False)
 pd.concat(overlap).to_csv(snakemake.output.overlap, index=False)

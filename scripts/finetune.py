@@ -13,7 +13,8 @@ fcfg.setdefault("seed", snakemake.params.seed)
 cfg = finetune.FinetuneConfig.from_dict({**fcfg, "max_length": mcfg["max_length"]})
 tables = [
     {"name": Path(q).parent.name, "queries": pd.read_parquet(q), "qrels": pd.read_parquet(r),
-     "candidates": pd.read_parquet(c), "docs": pd.read_parquet(d)}
+     "candidates": pd.read_parquet(c), "docs": pd.read_parquet(d),
+     "relevant_min_grade": snakemake.params.relevant_min_grade[Path(q).parent.name]}
     for q, r, c, d in zip(snakemake.input.queries, snakemake.input.qrels, snakemake.input.candidates, snakemake.input.docs)
 ]
 queries, docs, positives, pools = finetune.training_data(tables, cfg.group_size, cfg.pseudo_queries, cfg.seed)
@@ -22,7 +23,7 @@ net, tokenizer = model.load_cross_encoder(mcfg["source"], mcfg.get("num_labels")
 info = finetune.finetune(net, tokenizer, queries, docs, positives, pools, cfg)
 net.save_pretrained(snakemake.output.model)
 tokenizer.save_pretrained(snakemake.output.model)
-prov = stamp(snakemake.config, cfg.seed, base_model=mcfg["source"], device=device)
+prov = stamp(snakemake.config, cfg.seed, base_model=mcfg["source"], device=device, numerics=info["numerics"])
 finetune.save_train_log(snakemake.output.train_log, {**info, "provenance": prov})
 model.write_model_ref(snakemake.output.ref, "./" + snakemake.output.model, {**mcfg, "num_labels": net.config.num_labels},
                       finetuned=True, provenance=prov)

@@ -1,5 +1,6 @@
-"""Re-rank a dataset's test queries (first-stage top-depth) with the selected units zeroed (or none: the
-unpruned reference); per-query metrics and pruned-scoring throughput to JSON."""
+"""Re-rank a dataset's test queries (first-stage top-depth) with each selected unit set zeroed in turn (or none:
+the unpruned reference); per-set, per-query metrics and pruned-scoring throughput to JSON. All sets of a job
+(e.g. R random sets) share one model load and one tokenisation."""
 
 import json
 import sys
@@ -7,7 +8,7 @@ import time
 
 import pandas as pd
 
-from irneurons import evaluate, model, nig, prune
+from irneurons import evaluate, model, nig, numerics, prune
 from irneurons.provenance import setup_logging, stamp
 
 setup_logging(snakemake.log[0])
@@ -18,33 +19,43 @@ qtext = pd.read_parquet(snakemake.input.queries).set_index("qid")["text"]
 dtext = pd.read_parquet(snakemake.input.docs).set_index("doc_id")["text"]
 qrels = pd.read_parquet(snakemake.input.qrels)
 qrels = evaluate.qrels_dict(qrels[qrels["qid"].isin(set(cand["qid"]))])
-selection, ffn, heads, part = None, [], [], None
+selection, unit_sets, part = None, [{}], None
 if "units" in snakemake.input.keys():
     with open(snakemake.input.units) as fh:
         selection = json.load(fh)
-    units = [tuple(u) for u in selection["units"]]
-    ffn, heads = (units, []) if selection["unit_type"] == "ffn" else ([], units)
+    key = "ffn" if selection["unit_type"] == "ffn" else "heads"
+    unit_sets = [{key: [tuple(u) for u in units]} for units in selection["sets"]]
     if wc.target.startswith("ffn-"):
         part = nig.PART_NAMES.index(wc.target.split("-", 1)[1])
 ref = model.read_model_ref(snakemake.input.model)
-net, tokenizer = model.load_from_ref(ref, model.pick_device(snakemake.threads))
+device = model.pick_device(snakemake.threads)
+net, tokenizer = model.load_from_ref(ref, device)
+num = numerics.numerics_record(opts.get("bf16", "auto"), device)
 start = time.perf_counter()
-cand["score"] = prune.pruned_scores(
-    net, tokenizer, qtext[cand["qid"]].tolist(), dtext[cand["doc_id"]].tolist(), ffn=ffn, heads=heads, part=part,
-    target=ref["target"], max_length=ref["max_length"], batch_size=opts.get("batch_size", 64),
-    bf16=opts.get("bf16", False), progress=True,
+all_scores = prune.pruned_scores_many(
+    net, tokenizer, qtext[cand["qid"]].tolist(), dtext[cand["doc_id"]].tolist(), unit_sets, part=part,
+    target=ref["target"], max_length=ref["max_length"], batch_size=opts.get("batch_size", 64), bf16=num["bf16"],
+    progress=True,
 )
 seconds = time.perf_counter() - start
-per_query = evaluate.per_query_metrics(evaluate.run_dict(cand, "score"), qrels)
+sets = []
+for scores in all_scores:
+    per_query = evaluate.per_query_metrics(evaluate.run_dict(cand.assign(score=scores), "score"), qrels,
+                                           **snakemake.params.eval_opts)
+    sets.append({"mean": evaluate.summarise(per_query), "per_query": per_query.to_dict(orient="index")})
+count = len(selection["sets"][0]) if selection else 0
 out = {
     "dataset": wc.dataset, "target": getattr(wc, "target", None), "scheme": getattr(wc, "scheme", None),
     "strategy": getattr(wc, "strategy", "unpruned"), "fraction": float(getattr(wc, "fraction", 0.0)),
-    "count": len(ffn) + len(heads), "depth": snakemake.params.depth, "pairs": len(cand), "seconds": seconds,
-    "pairs_per_s": len(cand) / seconds, "mean": evaluate.summarise(per_query),
-    "per_query": per_query.to_dict(orient="index"),
-    "provenance": stamp(snakemake.config, snakemake.params.seed, device=str(next(net.parameters()).device)),
+    "count": count, "n_sets": len(sets), "depth": snakemake.params.depth, "pairs": len(cand), "seconds": seconds,
+    "pairs_per_s": len(cand) * len(sets) / seconds, "sets": sets,
+    "per_layer": selection.get("per_layer") if selection else None,
+    "provenance": stamp(snakemake.config, snakemake.params.seed, device=str(device), numerics=num),
 }
+if len(sets) == 1:
+    out.update(mean=sets[0]["mean"], per_query=sets[0]["per_query"])
 with open(snakemake.output.result, "w") as fh:
     json.dump(out, fh, indent=1)
-print(f"{out['strategy']} {out['count']} units: nDCG@10 {out['mean']['ndcg@10']:.4f} "
-      f"({len(cand)} pairs, {out['pairs_per_s']:.1f} pairs/s)", file=sys.stderr)
+means = ", ".join(f"{s['mean']['ndcg@10']:.4f}" for s in sets[:5]) + (" ..." if len(sets) > 5 else "")
+print(f"{out['strategy']} {len(sets)} set(s) of {count} units: nDCG@10 {means} "
+      f"({len(cand)} pairs per set, {out['pairs_per_s']:.1f} pairs/s)", file=sys.stderr)

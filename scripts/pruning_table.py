@@ -1,4 +1,5 @@
-"""All pruning results → one tidy table of paired tests (csv) and a markdown summary."""
+"""All pruning results → the tidy table of tests (primary family + exploratory; csv), its markdown summary, and
+the OOD contrast (Δ_ood − Δ_in with bootstrap CIs, vs the OOD set's null controls)."""
 
 import json
 
@@ -19,3 +20,5 @@ table = study.comparisons(unpruned, pruned)
 table.to_csv(snakemake.output.csv, index=False)
 with open(snakemake.output.md, "w") as fh:
     fh.write(study.summary_markdown(table, unpruned))
+study.ood_contrast(unpruned, pruned, snakemake.params.roles, seed=snakemake.params.seed).to_csv(
+    snakemake.output.ood, index=False)

@@ -1,8 +1,12 @@
 """Re-rank a dataset's test candidates with the cross-encoder; save scores and TREC runs (BM25, CE, fusion)."""
 
-import pandas as pd
+import json
 
-from irneurons import evaluate, model
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from irneurons import evaluate, model, numerics
 from irneurons.provenance import setup_logging
 
 setup_logging(snakemake.log[0])
@@ -11,13 +15,17 @@ queries = pd.read_parquet(snakemake.input.queries)
 test = queries[queries["split"] == "test"]
 cand = pd.read_parquet(snakemake.input.candidates)
 cand = cand[cand["qid"].isin(set(test["qid"]))]
-net, tokenizer = model.load_from_ref(ref, model.pick_device(snakemake.threads))
+device = model.pick_device(snakemake.threads)
+net, tokenizer = model.load_from_ref(ref, device)
 opts = snakemake.params.rerank
+num = numerics.numerics_record(opts.get("bf16", "auto"), device)  # logged; stamped into the scores' metadata
 scored = model.rerank_candidates(
     net, tokenizer, cand, test, pd.read_parquet(snakemake.input.docs), target=ref["target"],
-    max_length=ref["max_length"], batch_size=opts.get("batch_size", 64), bf16=opts.get("bf16", False),
+    max_length=ref["max_length"], batch_size=opts.get("batch_size", 64), bf16=num["bf16"],
     fusion_weight=opts.get("fusion_weight", 0.5),
 )
-scored.to_parquet(snakemake.output.scores, index=False)
+table = pa.Table.from_pandas(scored, preserve_index=False)
+meta = {**(table.schema.metadata or {}), b"irneurons.numerics": json.dumps(num).encode()}
+pq.write_table(table.replace_schema_metadata(meta), snakemake.output.scores)
 for system, path in (("first_stage", snakemake.output.bm25), ("cross_encoder", snakemake.output.ce), ("fusion", snakemake.output.fusion)):
     evaluate.write_trec_run(scored, path, tag=system, score_col=system)

@@ -19,6 +19,7 @@ pairs = data.sample_pairs(
     snakemake.params.per_class,
     snakemake.params.seed,
     snakemake.params.shard_size,
+    relevant_min_grade=snakemake.params.relevant_min_grade,
 )
 pairs.to_parquet(snakemake.output.pairs, index=False)
 print(f"{len(pairs)} pairs ({pairs['label'].sum()} relevant) in {pairs['shard'].nunique()} shards", file=sys.stderr)

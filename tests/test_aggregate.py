@@ -51,25 +51,21 @@ def test_streaming_merge_equals_direct_statistics(tmp_path):
     assert act["absact_mean"].item() == pytest.approx(per_pair.mean(), rel=1e-12)
 
 
-def test_split_halves_balanced_disjoint_and_averaged(tmp_path):
-    import pandas as pd
-
-    rng = np.random.default_rng(1)
-    shards = [fake_shard(rng, n) for n in (6, 9)]
-    ids = [[f"{i}-{j}" for j in range(len(s["label"]))] for i, s in enumerate(shards)]
-    pairs = pd.DataFrame({"pair_id": sum(ids, []), "label": np.concatenate([s["label"] for s in shards])})
-    halves = aggregate.assign_halves(pairs, seed=0)
-    assert halves == aggregate.assign_halves(pairs, seed=0) and halves != aggregate.assign_halves(pairs, seed=1)
-    for label, g in pairs.groupby("label"):  # each class split as evenly as possible
-        assert abs(sum(halves[p] for p in g["pair_id"]) * 2 - len(g)) <= 1
-    paths = []
-    for i, s in enumerate(shards):
-        paths.append(tmp_path / f"s{i}.npz")
-        nig.save_shard(paths[-1], s, {"pair_ids": ids[i]})
-    _, _, half_table = aggregate.aggregate_shards(paths, halves)
-    full = {k: np.concatenate([s[k] for s in shards]) for k in shards[0]}
-    h = np.array([halves[p] for p in sum(ids, [])])
-    mask = (full["label"] == 1) & (h == 1)
-    row = half_table.query("unit_type == 'ffn' and layer == 0 and unit == 1 and `class` == 'relevant' and half == 1")
-    assert row["mean"].item() == pytest.approx(full["ffn"][mask, :, 0, 1].sum(1).mean(), rel=1e-12)
-    assert row["n"].item() == mask.sum()
+def test_completeness_table_flags_pairs_with_the_shards_thresholds(tmp_path):
+    rng = np.random.default_rng(2)
+    a, b = fake_shard(rng, 3, L=3), fake_shard(rng, 2, L=3)
+    a["f_x"], a["f_baseline"] = np.array([1.0, 1.0, 0.52]), np.array([0.0, 0.0, 0.5])  # ΔF 1, 1, 0.02
+    a["ffn_cut_sum"] = np.array([[1.1, 1.2, 3.0], [1.3, 1.4, 1.0], [0.02, 0.02, 0.04]])  # medians 0.2, 0.3, 0 / 0.4
+    b["f_x"], b["f_baseline"] = np.array([2.0, 0.0]), np.array([0.0, 0.01])  # ΔF 2, −0.01
+    b["ffn_cut_sum"] = np.array([[2.2, 2.2, 2.2], [0.0, 0.0, 0.0]])  # medians 0.1; 0.01 / floor
+    a["label"], b["label"] = np.array([1, 0, 1]), np.array([0, 1])
+    paths = [tmp_path / "a.npz", tmp_path / "b.npz"]
+    nig.save_shard(paths[0], a, {"pair_ids": ["1:x", "1:y", "2:z"],
+                                 "completeness": {"max_cut_relerr": 0.25, "min_abs_delta_f": 0.05}})
+    nig.save_shard(paths[1], b, {"pair_ids": ["3:u", "3:v"], "nig": {"max_cut_relerr": 0.05, "min_abs_delta_f": 0.02}})
+    _, comp = aggregate.aggregate_shards(paths)
+    assert comp["pair_id"].tolist() == ["1:x", "1:y", "2:z", "3:u", "3:v"]
+    np.testing.assert_allclose(comp["ffn_cut_relerr_median"], [0.2, 0.3, 0.0, 0.1, 0.5], atol=1e-12)
+    assert comp["over_threshold"].tolist() == [False, True, False, True, True]
+    # a shard without recorded thresholds falls back to the defaults of irneurons.nig
+    assert aggregate.completeness_thresholds({}) == (nig.MAX_CUT_RELERR, nig.MIN_ABS_DELTA_F)

@@ -74,6 +74,29 @@ def test_beir_folder_and_pairs(beir_folder):
     assert set(other.pair_id) != set(p1.pair_id) or len(p1) == 8  # a different seed draws differently
 
 
+def test_relevant_min_grade_in_pairs_and_queries(beir_folder):
+    """relevant_min_grade 2: grade-1 documents are neither relevant nor non-relevant pairs (judged, so no clean
+    negatives); queries without a gain-2 document are dropped."""
+    qrels = pd.DataFrame({"qid": ["1", "1", "1", "2", "2"], "doc_id": ["d1", "d2", "d3", "d4", "d5"],
+                          "grade": [2, 1, 0, 2, 1]})
+    qrels = data.apply_gain(qrels, {})
+    cand = pd.DataFrame([(q, f"d{i}") for q in ("1", "2") for i in range(1, 9)], columns=["qid", "doc_id"])
+    strict = data.sample_pairs(cand, qrels, ["1", "2"], n_per_class=100, seed=0, shard_size=4, relevant_min_grade=2)
+    got = {(q, d): label for q, d, label in zip(strict.qid, strict.doc_id, strict.label)}
+    assert {k for k, v in got.items() if v == 1} == {("1", "d1"), ("2", "d4")}
+    assert ("1", "d2") not in got and ("2", "d5") not in got  # grade 1: in neither class
+    assert ("1", "d3") not in got  # judged non-relevant: not a clean negative either
+    assert {k for k, v in got.items() if v == 0} == {(q, f"d{i}") for q in ("1", "2") for i in range(1, 9)} - set(
+        zip(qrels.qid, qrels.doc_id))
+    loose = data.sample_pairs(cand, qrels, ["1", "2"], n_per_class=100, seed=0, shard_size=4)
+    assert set(loose.loc[loose.label == 1, "pair_id"]) == {"1:d1", "1:d2", "2:d4", "2:d5"}  # default 1
+    spec = DatasetSpec.from_config("tiny", {"source": f"local:{beir_folder}", "relevant_min_grade": 2})
+    assert spec.relevant_min_grade == 2 and DatasetSpec.from_config("t", {"source": "x"}).relevant_min_grade == 1
+    assert data.load_collection(spec).queries.qid.tolist() == ["1"]  # only query 1 has a grade-2 document
+    with pytest.raises(DataError, match="relevant_min_grade must be ≥ 1"):
+        DatasetSpec(name="x", source="x", relevant_min_grade=0)
+
+
 def test_bm25_ranks_planted_exact_match_first():
     docs = pd.DataFrame(
         {"doc_id": [f"n{i}" for i in range(30)] + ["planted"],

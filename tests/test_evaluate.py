@@ -26,6 +26,27 @@ def test_metrics_match_hand_computation():
     assert evaluate.summarise(m)["ndcg@10"] == pytest.approx((dcg / idcg) / 3, abs=1e-4)
 
 
+def test_relevance_level_makes_binary_measures_count_only_high_grades():
+    """relevant_min_grade 2 (TREC DL): grade-1 documents stop counting for MRR@10, MAP, R@100; nDCG@10 keeps
+    the graded gains and does not change."""
+    qrels = {"q": {"a": 2, "b": 1, "c": 0, "d": 2, "e": 1, "f": 2}}  # f is relevant but never retrieved
+    run = {"q": {"b": 6.0, "a": 5.0, "c": 4.0, "e": 3.0, "d": 2.0, "x": 1.0}}  # ranks b1 a2 c3 e4 d5 x6
+    lo = evaluate.per_query_metrics(run, qrels).loc["q"]
+    hi = evaluate.per_query_metrics(run, qrels, relevance_level=2).loc["q"]
+    # gain ≥ 1 relevant: a b d e f — first at rank 1; precisions at the hits 1/1, 2/2, 3/4, 4/5 over 5 relevant
+    assert lo["mrr@10"] == pytest.approx(1.0)
+    assert lo["map"] == pytest.approx((1 + 1 + 3 / 4 + 4 / 5) / 5, abs=1e-4)
+    assert lo["recall@100"] == pytest.approx(4 / 5, abs=1e-4)
+    # gain ≥ 2 relevant: a d f — first at rank 2; precisions 1/2 (a), 2/5 (d) over 3 relevant
+    assert hi["mrr@10"] == pytest.approx(1 / 2)
+    assert hi["map"] == pytest.approx((1 / 2 + 2 / 5) / 3, abs=1e-4)
+    assert hi["recall@100"] == pytest.approx(2 / 3, abs=1e-4)
+    dcg = 1 / math.log2(2) + 2 / math.log2(3) + 0 + 1 / math.log2(5) + 2 / math.log2(6)
+    idcg = 2 / math.log2(2) + 2 / math.log2(3) + 2 / math.log2(4) + 1 / math.log2(5) + 1 / math.log2(6)
+    assert lo["ndcg@10"] == pytest.approx(dcg / idcg, abs=1e-4)
+    assert hi["ndcg@10"] == lo["ndcg@10"]  # graded, unchanged by the relevance level
+
+
 def test_zscore_fusion_and_run_file(tmp_path):
     run = pd.DataFrame({"qid": ["1", "1", "1", "2"], "doc_id": ["a", "b", "c", "d"], "score": [1.0, 2.0, 3.0, 5.0]})
     z = evaluate.zscore_per_query(run, "score")

@@ -99,6 +99,51 @@ def test_title_pseudo_queries_use_bodies_only():
     assert again[2] == positives
 
 
+def test_training_positives_respect_relevant_min_grade():
+    qrels = pd.DataFrame({"qid": ["1", "1", "1", "1"], "doc_id": ["a", "b", "c", "z"], "gain": [2, 1, 0, 2]})
+    cand = pd.DataFrame({"qid": ["1"] * 6, "doc_id": ["a", "b", "c", "n1", "n2", "n3"]})
+    pos, pools = finetune.training_groups(qrels, cand, ["1"], group_size=3, relevant_min_grade=2)
+    assert pos == [("1", "a"), ("1", "z")]  # the grade-1 document b is not a positive ...
+    assert pools == {"1": ["n1", "n2", "n3"]}  # ... nor a negative (judged)
+    assert finetune.training_groups(qrels, cand, ["1"], group_size=3)[0] == [("1", "a"), ("1", "b"), ("1", "z")]
+    tables = [{"name": "x", "queries": pd.DataFrame({"qid": ["1"], "text": ["q"], "split": ["train"]}),
+               "qrels": qrels, "candidates": cand, "docs": pd.DataFrame({"doc_id": list("abcz") + ["n1", "n2", "n3"],
+                                                                        "text": "t", "title": ""}),
+               "relevant_min_grade": 2}]
+    assert finetune.training_data(tables, group_size=3)[2] == [("x/1", "x/a"), ("x/1", "x/z")]
+
+
+def test_pseudo_query_pool_excludes_documents_judged_for_test_and_attribution_queries():
+    words = ["flutter", "swept", "wings", "shells", "buckling", "heat", "transfer", "cone", "laminar", "boundary"]
+    docs = pd.DataFrame({
+        "doc_id": [f"d{i}" for i in range(30)],
+        "title": [f"{words[i % 10]} {words[(i + 3) % 10]} {words[(i + 7) % 10]} case {i}" for i in range(30)],
+    })
+    docs["text"] = [f"{t} . body on {words[i % 10]} and {words[(i + 1) % 10]} number {i}" for i, t in enumerate(docs.title)]
+    queries = pd.DataFrame({"qid": ["1", "2", "3", "4"], "text": ["flutter", "shells", "heat", "cone"],
+                            "split": ["train", "test", "attribution", "test"]})
+    qrels = pd.DataFrame({"qid": ["1", "1", "2", "2", "3", "4"], "doc_id": ["d0", "d1", "d2", "d3", "d4", "d5"],
+                          "gain": [1, 1, 2, 0, 1, 1]})  # d3: judged non-relevant for a test query, still held out
+    cand = pd.DataFrame([(q, d) for q in queries.qid for d in docs.doc_id], columns=["qid", "doc_id"])
+    held = finetune.held_out_docs(queries, qrels)
+    assert held == {"d2", "d3", "d4", "d5"}
+    # without the exclusion the pool does draw on held-out documents (so the check below is not vacuous)
+    pq, _, _, ppools = finetune.title_pseudo_queries(docs, n=30, group_size=3, seed=0)
+    assert held & {q.split(":", 1)[1] for q in pq} and held & {d.split(":", 1)[1] for v in ppools.values() for d in v}
+    table = {"name": "c", "queries": queries, "qrels": qrels, "candidates": cand, "docs": docs}
+    q, d, positives, pools = finetune.training_data([table], group_size=3, pseudo_queries=30, seed=0)
+    pseudo = [k for k in q if k.startswith("c/title:")]
+    assert len(pseudo) >= 20  # the pool is still used
+    used = set()
+    for k in pseudo:
+        used.add(k.split(":", 1)[1])  # source document of the pseudo-query
+        used |= {n.split(":", 1)[1] for n in pools[k]}  # its negatives
+    used |= {p.split(":", 1)[1] for k, p in positives if k.startswith("c/title:")}  # its positive
+    used |= {k.split(":", 1)[1] for k in d if k.startswith("c/body:")}  # every body text in the pool
+    assert used and not used & held
+    assert ("c/1", "c/d0") in positives  # the judged training positives are untouched
+
+
 def test_fresh_head_is_reproducible_by_seed():
     from irneurons import model
 

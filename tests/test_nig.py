@@ -356,6 +356,35 @@ def test_hooks_must_fire():
         rec.tensors()
 
 
+def _bypassing_bert():
+    """A tiny BERT whose embedding layer looks tokens up in a private copy of the word-embedding table:
+    the hooked ``word_embeddings`` module never runs inside the model's forward, so the path γ(α) is
+    silently ignored (the riemann grids would even finish, with the gradient flowing into the copy)."""
+    import copy
+
+    model = tiny_bert(1, seed=5)
+    emb = model.bert.embeddings
+    shadow = copy.deepcopy(emb.word_embeddings)
+    real_forward = emb.forward
+
+    def forward(input_ids=None, inputs_embeds=None, **kwargs):
+        return real_forward(input_ids=input_ids, inputs_embeds=shadow(input_ids), **kwargs)
+
+    emb.forward = forward
+    return model
+
+
+@pytest.mark.parametrize("estimator", nig.ESTIMATORS)
+def test_word_embedding_hook_must_fire_in_every_forward(estimator):
+    """The override's ``fired`` flag is reset before every armed forward (graph pass, tangent pass,
+    endpoint pass): the lookups of e(x), e(x') outside the model must not count as the model's."""
+    model = _bypassing_bert()
+    steps = 2
+    nig.quadrature(estimator, steps)  # every estimator the module exposes
+    with pytest.raises(RuntimeError, match="word-embedding hook did not fire"):
+        run(model, estimator, steps)
+
+
 def test_targets():
     logits = torch.tensor([[1.0, 3.0]])
     assert nig.target_scores(logits, "auto").item() == 2.0
@@ -391,6 +420,67 @@ def test_bf16_close_to_fp32():
     assert lo["ffn"].dtype == np.float32 and np.isfinite(lo["ffn"]).all()
     for key in ("ffn", "heads"):
         assert np.corrcoef(lo[key].ravel(), hi[key].ravel())[0, 1] > 0.95, key
+
+
+# --------------------------------------------------------------------------- completeness check
+
+
+def known_errors():
+    """Four pairs, three layers, with hand-set FFN cut sums (errors relative to ΔF = f_x − f_baseline)."""
+    return {
+        "f_x": np.array([1.5, 1.0, 0.51, -1.0]),
+        "f_baseline": np.array([0.5, 0.0, 0.5, 1.0]),  # ΔF = 1, 1, 0.01 (below the floor), −2
+        "ffn_cut_sum": np.array([
+            [1.1, 1.05, 2.0],  # errors 0.1, 0.05, 1.0: median 0.1 (one bad layer is not enough)
+            [1.3, 1.4, 1.0],  # 0.3, 0.4, 0: median 0.3 → over 0.25
+            [0.015, 0.015, 0.005],  # |error| 0.005 each: 0.5 of ΔF, but 0.005 / floor 0.05 = 0.1
+            [-2.2, -1.8, -2.0],  # 0.1, 0.1, 0: median 0.1
+        ]),
+    }
+
+
+def test_completeness_check_flags_the_right_pairs_with_the_floor():
+    r, ids = known_errors(), ["q1:a", "q1:b", "q2:c", "q3:d"]
+    np.testing.assert_allclose(nig.floored_cut_relerr(r, 0.05)[2], [0.1, 0.1, 0.1])
+    lines = []
+    rep = nig.check_completeness(r, ids, max_relerr=0.25, floor=0.05, max_share=0.25, log=lines.append)
+    assert list(rep["over_threshold"]) == ["q1:b"] and rep["over_threshold"]["q1:b"] == pytest.approx(0.3)
+    assert rep["n_pairs"] == 4 and rep["n_over"] == 1 and rep["bad_share"] == 0.25  # = the limit: passes
+    assert rep["n_floored"] == 1 and rep["min_abs_delta_f"] == 0.05
+    assert rep["ffn_cut_relerr_median"]["median"] == pytest.approx(0.1)
+    assert rep["ffn_cut_relerr_median"]["max"] == pytest.approx(0.3)
+    assert len(lines) == 1 and "q1:b" in lines[0] and "0.3" in lines[0]
+    import json
+
+    json.dumps(rep)  # goes into the shard metadata as is
+    # without the floor the near-zero ΔF pair explodes (0.5) and joins the bad ones
+    loose = nig.check_completeness(r, ids, max_relerr=0.25, floor=1e-9, max_share=0.5)
+    assert list(loose["over_threshold"]) == ["q1:b", "q2:c"]
+    assert loose["over_threshold"]["q2:c"] == pytest.approx(0.5)
+
+
+def test_completeness_check_share_limit_raises_naming_the_pairs():
+    r, ids = known_errors(), ["q1:a", "q1:b", "q2:c", "q3:d"]
+    with pytest.raises(nig.CompletenessError, match=r"1 of 4 pairs \(25%\).*max_bad_share=0.2\b.*q1:b \(0\.3\)") as err:
+        nig.check_completeness(r, ids, max_relerr=0.25, floor=0.05, max_share=0.2)
+    assert "\n" not in str(err.value) and "q1:a" not in str(err.value)
+    with pytest.raises(RuntimeError, match=r"2 of 4 pairs .*q1:b \(0\.3\), q2:c \(0\.5\)"):
+        nig.check_completeness(r, ids, max_relerr=0.25, floor=1e-9, max_share=0.25)
+    r["ffn_cut_sum"][0, 0] = np.nan  # a NaN never passes silently
+    assert "q1:a" in nig.check_completeness(r, ids, max_share=1.0)["over_threshold"]
+    assert nig.check_completeness({}, [], max_share=0.0)["n_pairs"] == 0  # an empty shard
+
+
+def test_completeness_defaults_match_schema_and_pass_a_real_run():
+    import yaml
+
+    schema = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "config", "schema.yaml")))
+    props = schema["properties"]["nig"]["properties"]
+    assert props["max_cut_relerr"]["default"] == nig.MAX_CUT_RELERR
+    assert props["min_abs_delta_f"]["default"] == nig.MIN_ABS_DELTA_F
+    assert props["max_bad_share"]["default"] == nig.MAX_BAD_SHARE
+    rep = nig.check_completeness(run(tiny_bert(1, seed=3), "gauss_legendre", 8), ["a", "b"])
+    assert rep["n_over"] == 0 and rep["ffn_cut_relerr_median"]["max"] < 1e-3
 
 
 # --------------------------------------------------------------------------- shards

@@ -73,7 +73,7 @@ def test_pruning_curves(tmp_path):
     pruned = []
     for f in (0.01, 0.05):
         pruned.append(record("d", base - 10 * f + rng.normal(0, 0.01, 30), "nig_top", fraction=f))
-        pruned += [record("d", base - f + rng.normal(0, 0.01, 30), f"random-{i}", fraction=f) for i in range(3)]
+        pruned.append(record("d", [base - f + rng.normal(0, 0.01, 30) for i in range(3)], "random", fraction=f))
     table = study.comparisons(unpruned, pruned)
     fig = plots.pruning_curves(table, tmp_path / "pruning.png")
     png_ok(tmp_path / "pruning.png")

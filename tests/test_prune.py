@@ -95,3 +95,24 @@ def test_pruned_scores_through_the_batched_scorer(tiny):
     with pytest.raises(RuntimeError, match="set_batch"):
         with Pruning(net, ffn=units, part=cls):
             M.score_pairs(net, tok, qs, ps)
+
+
+def test_many_sets_in_one_job_equal_separate_jobs(tiny):
+    """pruned_scores_many (one tokenisation, several masks) gives exactly pruned_scores of each set."""
+    from irneurons.prune import pruned_scores, pruned_scores_many
+
+    net, tok = tiny
+    rng = np.random.default_rng(0)
+    queries = [f"query {i} heat" for i in range(9)]
+    passages = [" ".join(["flow"] * int(n)) + " wing" for n in rng.integers(1, 12, 9)]
+    sets = [{"ffn": [(0, 1), (2, 3)]}, {"ffn": [(1, 5)]}, {"heads": [(0, 1)]}, {}]
+    many = pruned_scores_many(net, tok, queries, passages, sets, max_length=32, batch_size=4)
+    for units, got in zip(sets, many):
+        one = pruned_scores(net, tok, queries, passages, ffn=units.get("ffn", ()), heads=units.get("heads", ()),
+                            max_length=32, batch_size=4)
+        np.testing.assert_array_equal(got, one)
+    assert not np.array_equal(many[0], many[3]) and not np.array_equal(many[2], many[3])
+    passage = PART_NAMES.index("passage")
+    part_many = pruned_scores_many(net, tok, queries, passages, sets[:2], part=passage, max_length=32, batch_size=4)
+    part_one = pruned_scores(net, tok, queries, passages, ffn=sets[1]["ffn"], part=passage, max_length=32, batch_size=4)
+    np.testing.assert_array_equal(part_many[1], part_one)

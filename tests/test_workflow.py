@@ -74,7 +74,9 @@ BAD_CONFIGS = [
     (lambda c: c["model"].update(source="./models/missing"), "model './models/missing': path does not exist"),
     (lambda c: c["datasets"]["cranfield"].update(split={"train": 0.8, "attribution": 0.5}), "dataset 'cranfield': split train + attribution exceeds 1"),
     (lambda c: c["pruning"]["ffn"]["schemes"].update({"fusion-xyz": ["nig_top"]}), "pruning.ffn.schemes: unknown scheme 'fusion-xyz'"),
-    (lambda c: c["pruning"]["ffn"]["schemes"].update({"fusion-all": ["top"]}), "config error at pruning.ffn.schemes.fusion-all.0: 'top' is not one of"),
+    (lambda c: c["pruning"]["ffn"]["schemes"].update({"fusion-all": ["top"]}), "config error at pruning.ffn.schemes.fusion-all.0: 'top' does not match"),
+    (lambda c: c["pruning"]["ffn"]["schemes"].update({"self": ["random:0"]}), "config error at pruning.ffn.schemes.self.0: 'random:0' does not match"),
+    (lambda c: c["nig"].update(bf16="maybe"), "config error at nig.bf16: 'maybe' is not one of"),
     (lambda c: c["pruning"]["heads"].update(fractions=[0]), "config error at pruning.heads.fractions.0: 0 is less than or equal to the minimum"),
     (lambda c: c["pruning"].update(parts=["body"]), "config error at pruning.parts.0: 'body' is not one of"),
     (lambda c: c["datasets"]["vaswani"].update(role="in_domain"), "pruning.ffn.schemes: scheme 'ood' needs an in_domain and an ood dataset"),
@@ -88,6 +90,29 @@ def test_bad_config_fails_at_parse_time_naming_the_key(tmp_path, mutate, message
     out = _bad(cfg, tmp_path)
     assert message in out
     assert not (tmp_path / "results").exists()  # nothing ran
+
+
+def test_loo_set_pruned_on_a_dataset_never_reads_its_shards(tmp_path):
+    """The DAG shows it: the loo set used on vaswani is selected from cranfield's neuron table alone, which
+    depends on cranfield's shards only; vaswani's own set reads vaswani."""
+    out = snakemake(tmp_path, "-n", "--printshellcmds", config=ci_config()).stdout
+    jobs = [block for block in out.split("\n\n") if "rule select_units:" in block or "localrule select_units:" in block]
+    def inputs_of(path):
+        block = next(b for b in jobs if f"output: {path}" in b)
+        return next(line for line in block.splitlines() if line.strip().startswith("input:"))
+    loo = inputs_of("results/ci/sets/ffn/loo-vaswani/nig_top/0.01.json")
+    assert "neurons/cranfield.parquet" in loo and "vaswani" not in loo
+    assert "neurons/cranfield.parquet" not in inputs_of("results/ci/sets/ffn/vaswani/nig_top/0.01.json")
+    agg = next(b for b in out.split("\n\n") if "output: results/ci/neurons/cranfield.parquet" in b)
+    assert "nig/cranfield/shard-0.npz" in agg and "nig/vaswani" not in agg
+
+
+def test_single_dataset_config_adapts_the_default_grid(tmp_path):
+    cfg = ci_config()
+    cfg["datasets"].pop("vaswani")
+    cfg["pruning"]["ffn"].pop("schemes")  # the default grid: no loo, no ood with one collection
+    out = snakemake(tmp_path, "-n", config=cfg).stdout
+    assert "sets/ffn/cranfield/nig_top/0.01.json" in out and "loo-" not in out and "/ood/" not in out
 
 
 def rule_counts(proc) -> dict[str, int]:
@@ -148,9 +173,9 @@ def outcome(res) -> dict:
     """What a rerun must reproduce: every selected set, the neuron statistics and all metrics."""
     out = {}
     for p in sorted((res / "sets").rglob("*.json")):
-        out[str(p.relative_to(res))] = json.loads(p.read_text())["units"]
+        out[str(p.relative_to(res))] = json.loads(p.read_text())["sets"]
     for p in sorted((res / "pruning").rglob("*.json")):
-        out[str(p.relative_to(res))] = json.loads(p.read_text())["per_query"]
+        out[str(p.relative_to(res))] = [s["per_query"] for s in json.loads(p.read_text())["sets"]]
     for p in sorted((res / "metrics").rglob("*.json")):
         out[str(p.relative_to(res))] = json.loads(p.read_text())["systems"]
     return out
@@ -215,25 +240,39 @@ def test_ci_config_end_to_end(tmp_path):
     assert meta["pair_ids"] == pairs_cran.query("shard == 0")["pair_id"].tolist() and meta["seed"] == 0
     neurons = pd.read_parquet(res / "neurons" / "cranfield.parquet")
     assert set(neurons["class"]) == {"relevant", "non_relevant", "all"} and (neurons.query("`class` == 'all'")["n"] == 8).all()
-    # pruning study: every planned job ran, strategies compared at the same count, tests Holm-corrected
+    # pruning study: every planned job ran, strategies compared at the same count, Holm over the primary family
     study = pd.read_csv(res / "tables" / "pruning.csv")
     vs = study[study["comparison"] == "unpruned"]
     assert set(vs["dataset"]) == {"cranfield", "vaswani"} and set(vs["target"]) == {"ffn", "ffn-passage", "head"}
-    assert set(vs.query("target == 'ffn' and scheme == 'fusion-all'")["strategy"]) == {
-        "nig_top", "nig_bottom", "magnitude", "random-0", "random-1"}
-    assert (vs.query("target == 'ffn' and scheme == 'fusion-all'")["count"] == 92).all()
+    own = vs.query("target == 'ffn' and scheme == 'cranfield' and dataset == 'cranfield'")
+    assert set(own["strategy"]) == {"nig_top", "contrast_top", "nig_negative", "nig_least", "magnitude", "random",
+                                    "random_layer_matched"}
+    assert (own["count"] == 92).all() and len(own.query("strategy == 'random'")) == 2
     assert vs.query("target == 'head'")["count"].eq(4).all()
-    assert {"random-0", "random-1", "random (pooled)"} <= set(study["comparison"])
-    assert (study["t_p_holm"].dropna() >= study["t_p"].dropna()).all()
+    prim = study[study["family"] == "primary"]
+    assert sorted(set(zip(prim["dataset"], prim["scheme"], prim["strategy"], prim["target"]))) == sorted(
+        (d, s, st, t) for d in ("cranfield", "vaswani") for t in ("ffn", "ffn-passage")
+        for s, st in ((d, "nig_top"), (f"loo-{d}", "nig_top"), (d, "contrast_top")))
+    assert (prim["t_p_holm"] >= prim["t_p"].fillna(1)).all() and study.query("family == 'exploratory'")["t_p_holm"].isna().all()
     unpruned = json.loads((res / "pruning" / "cranfield" / "unpruned.json").read_text())
     assert unpruned["count"] == 0 and unpruned["pairs"] == 6 * 10 and set(unpruned["per_query"]) == set(
         queries.query("split == 'test'")["qid"])
-    top = json.loads((res / "sets" / "ffn" / "fusion-all" / "nig_top" / "0.01.json").read_text())
-    assert top["k"] == top["count"] == 92 and sum(top["per_layer"]) == 92 and top["members"] == ["cranfield", "vaswani"]
-    assert (res / "tables" / "pruning.md").read_text().count("| cranfield |") == 5
+    top = json.loads((res / "sets" / "ffn" / "loo-cranfield" / "nig_top" / "0.01.json").read_text())
+    assert top["k"] == top["count"] == 92 and sum(top["per_layer"][0]) == 92 and top["members"] == ["vaswani"]
+    lm = json.loads((res / "sets" / "ffn" / "loo-cranfield" / "random_layer_matched" / "0.01.json").read_text())
+    assert lm["per_layer"] == [top["per_layer"][0]] * 2
+    rnd = json.loads((res / "pruning" / "cranfield" / "ffn" / "cranfield" / "random" / "0.01.json").read_text())
+    assert rnd["n_sets"] == 2 and len(rnd["sets"]) == 2
+    assert "| cranfield |" in (res / "tables" / "pruning.md").read_text()
     stability = pd.read_csv(res / "tables" / "stability.csv")
     assert set(stability["scheme"]) == {"cranfield", "vaswani", "fusion-all"}
-    assert stability.query("unit_type == 'ffn'")["k"].eq(92).all() and stability["jaccard"].between(0, 1).all()
+    assert set(stability["class"]) == {"relevant", "contrast"} and stability["permutations"].eq(19).all()
+    assert stability.query("unit_type == 'ffn'")["k"].eq(92).all()
+    claims = pd.read_csv(res / "tables" / "claims.csv")
+    assert {"exist", "shared", "stable", "specific", "ood"} <= set(claims["claim"])
+    assert set(claims["verdict"]) <= {"supported", "not supported", "inconclusive"}
+    assert pd.read_csv(res / "tables" / "ood_contrast.csv")["strategy"].tolist() == [
+        "nig_top", "random", "random_layer_matched"] * 2  # targets ffn and ffn-passage
     ood = pd.read_csv(res / "tables" / "ood_neurons.csv")
     assert ood.filter(like="layer_").sum(axis=1).tolist() == ood["ood_units"].tolist()
     # figures and the report

@@ -11,8 +11,8 @@ Parts are the NIG token parts plus ``total`` (the sum over all parts: the unit's
 The mean |activation| of each unit and part (for the magnitude baseline) is averaged the same way; for
 ``total`` it is the token-weighted mean over the real (non-pad) tokens, Σ_p n_p·|a|_p / Σ_p n_p.
 
-Split-half stability: each pair belongs to half 0 or 1 (:func:`assign_halves`: a seeded permutation within
-each class, alternating), and the ``total`` conductance is also averaged per half.
+Split-half stability is not computed here: it splits *queries* and needs per-pair values under permuted
+labels, so :mod:`irneurons.stability` reads the shards itself.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .nig import PART_NAMES, load_shard
+from .nig import MAX_CUT_RELERR, MIN_ABS_DELTA_F, PART_NAMES, floored_cut_relerr, load_shard
 
 REAL_PARTS = [i for i, p in enumerate(PART_NAMES) if p != "pad"]
 
@@ -60,37 +60,30 @@ class RunningStats:
         return np.sqrt(self.m2 / (self.n - 1))
 
 
-def assign_halves(pairs: pd.DataFrame, seed: int) -> dict:
-    """{pair_id: 0 | 1}: within each label, a permutation by ``numpy.random.default_rng(seed)`` of the pairs
-    (sorted by pair_id first), alternately assigned to halves 0 and 1, so both halves hold ≈ half of each class."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for _, group in sorted(pairs.groupby("label"), key=lambda kv: kv[0]):
-        ids = sorted(group["pair_id"].tolist())
-        for rank, i in enumerate(rng.permutation(len(ids))):
-            out[ids[i]] = rank % 2
-    return out
+def completeness_thresholds(meta: dict | None) -> tuple[float, float]:
+    """(max_cut_relerr, min_abs_delta_f) a shard was checked with: its metadata's ``completeness`` report, else
+    its ``nig`` options, else the library defaults."""
+    meta = meta or {}
+    report = meta.get("completeness") or meta.get("nig") or {}
+    return (float(report.get("max_cut_relerr", MAX_CUT_RELERR)), float(report.get("min_abs_delta_f", MIN_ABS_DELTA_F)))
 
 
 @dataclass
 class UnitAggregate:
     """Statistics of one dataset's shards: conductance per (class, unit type), mean |activation|, and the
-    ``total`` conductance per split half (when ``halves`` maps pair ids to 0/1)."""
+    per-pair completeness."""
 
-    halves: dict | None = None
     nig: dict = field(default_factory=dict)
     absact: dict = field(default_factory=dict)
-    half_nig: dict = field(default_factory=dict)
     completeness: list = field(default_factory=list)
 
-    def add_shard(self, arrays: dict, pair_ids=None) -> None:
+    def add_shard(self, arrays: dict, pair_ids=None, meta: dict | None = None) -> None:
+        """Add one shard; ``meta`` (its metadata) supplies the completeness thresholds the attribute job
+        applied (``completeness`` record, else its ``nig`` options, else the defaults of :mod:`irneurons.nig`)."""
         if not arrays:  # an empty shard (fewer pairs than requested)
             return
         labels = arrays["label"]
         n_tok = arrays["n_tokens"][:, REAL_PARTS].astype(np.float64)  # [N, P_real]
-        half = None
-        if self.halves is not None:
-            half = np.array([self.halves[p] for p in pair_ids])
         for unit, (key, act_key) in UNIT_KEYS.items():
             values = arrays[key]  # [N, P, L, U]
             total = values.sum(axis=1, keepdims=True)
@@ -101,13 +94,14 @@ class UnitAggregate:
             for cls, mask in (("relevant", labels == 1), ("non_relevant", labels == 0), ("all", np.ones_like(labels, bool))):
                 self.nig.setdefault((cls, unit), RunningStats()).add(with_total[mask])
                 self.absact.setdefault((cls, unit), RunningStats()).add(acts[mask])
-                if half is not None:
-                    for h in (0, 1):
-                        self.half_nig.setdefault((cls, unit, h), RunningStats()).add(total[mask & (half == h), 0])
         worst = arrays["ffn_cut_relerr"].argmax(axis=1)
+        max_relerr, floor = completeness_thresholds(meta)
+        median = np.median(floored_cut_relerr(arrays, floor), axis=1)
         self.completeness.append(
             pd.DataFrame(
-                {"ffn_cut_relerr_max": arrays["ffn_cut_relerr"].max(axis=1),
+                {"pair_id": list(pair_ids) if pair_ids is not None else [None] * len(labels),
+                 "ffn_cut_relerr_median": median, "over_threshold": ~(median <= max_relerr),
+                 "ffn_cut_relerr_max": arrays["ffn_cut_relerr"].max(axis=1),
                  "ffn_cut_sum_worst": arrays["ffn_cut_sum"][np.arange(len(worst)), worst],
                  "heads_cut_relerr_max": arrays["heads_cut_relerr"].max(axis=1),
                  "f_x": arrays["f_x"], "f_baseline": arrays["f_baseline"], "label": labels}
@@ -132,31 +126,17 @@ class UnitAggregate:
         return pd.concat(frames, ignore_index=True)
 
 
-    def halves_table(self) -> pd.DataFrame:
-        """Long table: unit_type, layer, unit, class, half, mean, n (the ``total`` conductance per split half)."""
-        frames = []
-        for (cls, unit, h), stats in sorted(self.half_nig.items()):
-            mean = np.asarray(stats.mean)
-            if stats.n == 0:
-                continue
-            l, u = np.meshgrid(np.arange(mean.shape[0]), np.arange(mean.shape[1]), indexing="ij")
-            frames.append(pd.DataFrame({
-                "unit_type": unit, "layer": l.ravel().astype(np.int16), "unit": u.ravel().astype(np.int32),
-                "class": cls, "half": h, "mean": mean.ravel(), "n": stats.n,
-            }))
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-            columns=["unit_type", "layer", "unit", "class", "half", "mean", "n"])
-
-
-def aggregate_shards(paths, halves: dict | None = None):
+def aggregate_shards(paths):
     """Aggregate shard files, one shard in memory at a time.
 
-    Returns (unit statistics long table, per-pair completeness table) and, when ``halves`` ({pair_id: 0|1})
-    is given, a third item: the per-half table of :meth:`UnitAggregate.halves_table`.
+    Returns (unit statistics long table, per-pair completeness table). The completeness table
+    has one row per pair: pair_id, ffn_cut_relerr_median (median over layers of the FFN relative cut error,
+    |ΔF| floored at ``nig.min_abs_delta_f``), over_threshold (that median > ``nig.max_cut_relerr``, the
+    thresholds the shard was checked with), ffn_cut_relerr_max, ffn_cut_sum_worst, heads_cut_relerr_max,
+    f_x, f_baseline, label.
     """
-    agg = UnitAggregate(halves=halves)
+    agg = UnitAggregate()
     for path in paths:
         arrays, meta = load_shard(path)
-        agg.add_shard(arrays, meta.get("pair_ids"))
-    out = (agg.table(), pd.concat(agg.completeness, ignore_index=True))
-    return out + (agg.halves_table(),) if halves is not None else out
+        agg.add_shard(arrays, meta.get("pair_ids"), meta)
+    return agg.table(), pd.concat(agg.completeness, ignore_index=True)

@@ -34,6 +34,9 @@ class DatasetSpec:
     ``split`` holds the fractions of queries for ``train`` (fine-tuning) and ``attribution`` (NIG pairs);
     the remaining queries are ``test`` (re-ranking and pruning evaluation). ``grade_map`` maps raw qrel
     grades to gains; unmapped grades keep their value and negative gains are clipped to 0.
+    ``relevant_min_grade`` is the minimum gain (after ``grade_map``) that counts as relevant: for relevant
+    attribution pairs, fine-tuning positives and the binary measures (MRR@10, MAP, R@100); nDCG keeps the
+    graded gains. Judged documents below it are neither relevant nor clean negatives.
     """
 
     name: str
@@ -45,12 +48,15 @@ class DatasetSpec:
     first_stage: str = "auto"
     beir_qrels: str = "test"
     max_queries: int | None = None
+    relevant_min_grade: int = 1
 
     def __post_init__(self):
         # fill missing fractions once, here, and refuse impossible splits before any job runs
         object.__setattr__(self, "split", {**DEFAULT_SPLIT, **self.split})
         if self.split["train"] + self.split["attribution"] > 1:
             raise DataError(f"dataset '{self.name}': split train + attribution exceeds 1")
+        if int(self.relevant_min_grade) < 1:
+            raise DataError(f"dataset '{self.name}': relevant_min_grade must be ≥ 1 (gain 0 is not relevant)")
 
     def assign_splits(self, qids) -> dict[str, str]:
         """{qid: train | attribution | test} for this dataset's split fractions and seed (:func:`split_queries`)."""
@@ -69,6 +75,7 @@ class DatasetSpec:
             first_stage=cfg.get("first_stage", "auto"),
             beir_qrels=cfg.get("beir_qrels", "test"),
             max_queries=cfg.get("max_queries"),
+            relevant_min_grade=int(cfg.get("relevant_min_grade", 1)),
         )
 
     @property
@@ -229,7 +236,7 @@ def _finish(spec: DatasetSpec, queries: pd.DataFrame, docs: pd.DataFrame, qrels:
     if qrels.empty:
         raise DataError(f"dataset '{spec.name}': no qrels")
     qrels = apply_gain(qrels, spec.grade_map)
-    judged = set(qrels.loc[qrels["gain"] > 0, "qid"])
+    judged = set(qrels.loc[qrels["gain"] >= spec.relevant_min_grade, "qid"])
     # Only queries with at least one relevant document can be evaluated or sampled from.
     queries = queries[queries["qid"].isin(judged)].reset_index(drop=True)
     if queries.empty:
@@ -280,19 +287,20 @@ def sample_pairs(
     n_per_class: int,
     seed: int,
     shard_size: int,
+    relevant_min_grade: int = 1,
 ) -> pd.DataFrame:
     """Sample relevant and non-relevant (query, doc) pairs for attribution.
 
-    Relevant: qrels rows with gain > 0 of the given queries. Non-relevant: first-stage candidates of those
-    queries with no qrels row at all (judged-but-zero documents such as Cranfield's −1 source paper are
-    excluded: they are not clean negatives). Each class is sampled without replacement with
+    Relevant: qrels rows with gain ≥ ``relevant_min_grade`` of the given queries. Non-relevant: first-stage
+    candidates of those queries with no qrels row at all (judged documents below the threshold, e.g. Cranfield's
+    −1 source paper or TREC DL's grade 1 at relevant_min_grade 2, are in neither class: not clean negatives). Each class is sampled without replacement with
     ``numpy.random.default_rng(seed)`` from its id-sorted pool (all of it if smaller than ``n_per_class``).
     Classes are interleaved (rel, nonrel, rel, …) so every shard of ``shard_size`` pairs holds both.
     Columns: pair_id, qid, doc_id, label (1/0), gain, shard.
     """
     qids = set(qids)
     q = qrels[qrels["qid"].isin(qids)]
-    rel = q[q["gain"] > 0][["qid", "doc_id", "gain"]]
+    rel = q[q["gain"] >= relevant_min_grade][["qid", "doc_id", "gain"]]
     judged = set(zip(q["qid"], q["doc_id"]))
     cand = candidates[candidates["qid"].isin(qids)]
     non = cand[[(a, b) not in judged for a, b in zip(cand["qid"], cand["doc_id"])]][["qid", "doc_id"]].assign(gain=0)

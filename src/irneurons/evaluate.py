@@ -14,6 +14,9 @@ MEASURES = {
     "recall@100": ("recall", "recall_100", None),
     "map": ("map", "map", None),
 }
+#: Measures that use graded gains (trec_eval's own relevance level 1); all others are binary and count a
+#: document as relevant when its gain ≥ ``relevance_level`` (the dataset's ``relevant_min_grade``).
+GRADED = frozenset({"ndcg@10"})
 
 
 def qrels_dict(qrels: pd.DataFrame) -> dict[str, dict[str, int]]:
@@ -37,12 +40,15 @@ def _cut(run: dict, depth: int) -> dict:
     return {q: dict(sorted(docs.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)[:depth]) for q, docs in run.items()}
 
 
-def per_query_metrics(run: dict, qrels: dict, measures=tuple(MEASURES)) -> pd.DataFrame:
+def per_query_metrics(run: dict, qrels: dict, measures=tuple(MEASURES), relevance_level: int = 1) -> pd.DataFrame:
     """Per-query metrics (rows: qid, columns: measure names) with pytrec_eval.
 
-    nDCG@10 uses trec_eval's linear gains and log2 discount with the ideal ranking from all qrels of the query;
-    MRR@10 is 1/rank of the first document with gain > 0 within the top 10 (0 if none). Queries in the qrels
-    but absent from the run score 0 (every measure), so a system is never rewarded for skipping queries.
+    nDCG@10 uses trec_eval's linear gains and log2 discount with the ideal ranking from all qrels of the query
+    (graded: ``relevance_level`` does not change it). The binary measures (MRR@10, MAP, R@100) count a document
+    as relevant when its gain ≥ ``relevance_level`` (pytrec_eval's ``relevance_level``; pass the dataset's
+    ``relevant_min_grade``): MRR@10 is 1/rank of the first such document within the top 10 (0 if none).
+    Queries in the qrels but absent from the run score 0 (every measure), so a system is never rewarded for
+    skipping queries.
     """
     import pytrec_eval
 
@@ -50,7 +56,8 @@ def per_query_metrics(run: dict, qrels: dict, measures=tuple(MEASURES)) -> pd.Da
     for name in measures:
         measure, key, depth = MEASURES[name]
         r = _cut(run, depth) if depth else run
-        ev = pytrec_eval.RelevanceEvaluator(qrels, {measure})
+        level = 1 if name in GRADED else int(relevance_level)
+        ev = pytrec_eval.RelevanceEvaluator(qrels, {measure}, relevance_level=level)
         res = ev.evaluate(r)
         frames[name] = {q: res.get(q, {}).get(key, 0.0) for q in qrels}
     df = pd.DataFrame(frames)

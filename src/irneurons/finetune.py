@@ -36,7 +36,7 @@ class FinetuneConfig:
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
     max_length: int = 128
-    bf16: bool = True
+    bf16: bool | str = "auto"  # auto | True | False; finetune() resolves it for the model's device (numerics.py)
     seed: int = 0
     max_seconds: float | None = None  # safety cap; hitting it is logged (the run is then not step-exact)
     pseudo_queries: int = 0  # title → body pairs added per in-domain corpus (0 = off)
@@ -47,9 +47,10 @@ class FinetuneConfig:
 
 
 def training_groups(
-    qrels: pd.DataFrame, candidates: pd.DataFrame, train_qids, group_size: int
+    qrels: pd.DataFrame, candidates: pd.DataFrame, train_qids, group_size: int, relevant_min_grade: int = 1
 ) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
-    """Positives [(qid, doc_id)] with gain > 0 and, per query, its negative pool (candidates with no qrels row).
+    """Positives [(qid, doc_id)] with gain ≥ ``relevant_min_grade`` and, per query, its negative pool
+    (candidates with no qrels row: judged documents below the threshold are neither positives nor negatives).
 
     Queries whose pool has fewer than ``group_size − 1`` negatives are dropped (a group must be full).
     """
@@ -61,7 +62,7 @@ def training_groups(
         if qid in train_qids and (qid, doc) not in judged:
             pools.setdefault(qid, []).append(doc)
     pools = {k: sorted(v) for k, v in pools.items() if len(v) >= group_size - 1}
-    pos = sorted((a, b) for a, b, g in zip(q["qid"], q["doc_id"], q["gain"]) if g > 0 and a in pools)
+    pos = sorted((a, b) for a, b, g in zip(q["qid"], q["doc_id"], q["gain"]) if g >= relevant_min_grade and a in pools)
     return pos, pools
 
 
@@ -82,11 +83,16 @@ def finetune(
     cfg: FinetuneConfig,
     progress: bool = True,
 ) -> dict:
-    """Train ``model`` in place; returns a log dict (losses per step, steps done, seconds, config)."""
+    """Train ``model`` in place; returns a log dict (losses per step, steps done, seconds, config).
+
+    ``cfg.bf16`` may be ``"auto"``: it is resolved for the model's device (:func:`irneurons.numerics.numerics_record`,
+    logged once); the log dict records the resolved value (``bf16``) and the whole record (``numerics``).
+    """
     import torch
     from tqdm.auto import tqdm
 
     from .model import encode
+    from .numerics import numerics_record
 
     if not positives:
         raise ValueError("no training positives: the train split has no judged relevant documents with enough negatives")
@@ -100,6 +106,8 @@ def finetune(
     )
     base_lrs = [g["lr"] for g in opt.param_groups]
     device = next(model.parameters()).device
+    numerics = numerics_record(cfg.bf16, device)
+    bf16 = numerics["bf16"]
     model.train()
     order: list[tuple[str, str]] = []
     losses: list[float] = []
@@ -119,7 +127,7 @@ def finetune(
             qs += [queries[qid]] * cfg.group_size
             ds += [docs[pos]] + [docs[n] for n in negs]
         enc = encode(tokenizer, qs, ds, cfg.max_length).to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(**enc).logits[:, 0]
         scores = logits.float().view(cfg.groups_per_step, cfg.group_size)
         loss = torch.nn.functional.cross_entropy(scores, torch.zeros(cfg.groups_per_step, dtype=torch.long, device=device))
@@ -144,6 +152,8 @@ def finetune(
         "loss_last50": sum(losses[-50:]) / max(1, len(losses[-50:])),
         "losses": losses,
         "config": asdict(cfg),
+        "bf16": bf16,
+        "numerics": numerics,
         "n_positives": len(positives),
         "n_queries": len(pools),
     }
@@ -154,13 +164,15 @@ def save_train_log(path, info: dict) -> None:
         json.dump(info, fh, indent=1)
 
 
-def title_pseudo_queries(docs: pd.DataFrame, n: int, group_size: int, seed: int, depth: int = 50):
+def title_pseudo_queries(docs: pd.DataFrame, n: int, group_size: int, seed: int, depth: int = 50, exclude=None):
     """Self-supervised pairs from the corpus alone: a document's title is the query, its body the positive.
 
     Picks ``n`` documents (seeded) whose title has ≥ 3 words and whose body is non-empty once the title is
     stripped; negatives are the BM25 top-``depth`` bodies for the title, minus the document itself. All texts
     are bodies without titles, so the positive cannot be found by copying the title. Uses no relevance
-    judgments. Returns (queries, docs, positives, pools) keyed ``title:<doc_id>`` / ``body:<doc_id>``.
+    judgments. Documents in ``exclude`` (ids) are removed from the corpus first: they are never a pseudo-query's
+    source, positive or negative (:func:`held_out_docs`). Returns (queries, docs, positives, pools) keyed
+    ``title:<doc_id>`` / ``body:<doc_id>``.
     """
     import numpy as np
 
@@ -168,6 +180,8 @@ def title_pseudo_queries(docs: pd.DataFrame, n: int, group_size: int, seed: int,
 
     if "title" not in docs:
         return {}, {}, [], {}
+    if exclude:
+        docs = docs[~docs["doc_id"].isin(set(exclude))]
     bodies = [t[len(ti):].lstrip(" .") if ti and t.startswith(ti) else t for t, ti in zip(docs["text"], docs["title"])]
     frame = pd.DataFrame({"doc_id": docs["doc_id"], "text": bodies, "title": docs["title"]})
     eligible = frame[(frame["title"].str.split().str.len() >= 3) & (frame["text"].str.len() > 0)]
@@ -186,24 +200,36 @@ def title_pseudo_queries(docs: pd.DataFrame, n: int, group_size: int, seed: int,
     return queries, body, positives, pools
 
 
+def held_out_docs(queries: pd.DataFrame, qrels: pd.DataFrame) -> set[str]:
+    """Ids of every document judged (any grade, 0 included) for a query outside the train split (test and
+    attribution queries): the corpus of the self-supervised pseudo-queries excludes them, so fine-tuning never
+    sees the documents evaluation and attribution are about (docs.parquet holds the judged docs of every split)."""
+    held = set(queries.loc[queries["split"] != "train", "qid"])
+    return set(qrels.loc[qrels["qid"].isin(held), "doc_id"])
+
+
 def training_data(tables: list[dict], group_size: int, pseudo_queries: int = 0, seed: int = 0):
     """Merge the in-domain datasets' tables into (queries, docs, positives, pools) for :func:`finetune`.
 
     ``tables``: one dict per dataset with ``name`` and DataFrames ``queries`` (with ``split``), ``qrels``,
-    ``candidates``, ``docs``. Ids are prefixed ``<name>/`` so datasets never collide. Only train queries are
-    used; ``pseudo_queries`` > 0 adds that many title → body pairs per dataset (:func:`title_pseudo_queries`).
+    ``candidates``, ``docs``, and optionally ``relevant_min_grade`` (default 1: positives are the train qrels
+    with gain ≥ it). Ids are prefixed ``<name>/`` so datasets never collide. Only train queries are used;
+    ``pseudo_queries`` > 0 adds that many title → body pairs per dataset (:func:`title_pseudo_queries`), drawn
+    from the corpus minus every document judged for a test or attribution query (:func:`held_out_docs`).
     """
     queries, docs, positives, pools = {}, {}, [], {}
     for t in tables:
         pre = f"{t['name']}/"
         if pseudo_queries:
-            pq, pd_, ppos, ppools = title_pseudo_queries(t["docs"], pseudo_queries, group_size, seed)
+            pq, pd_, ppos, ppools = title_pseudo_queries(t["docs"], pseudo_queries, group_size, seed,
+                                                         exclude=held_out_docs(t["queries"], t["qrels"]))
             queries.update({pre + q: v for q, v in pq.items()})
             docs.update({pre + d: v for d, v in pd_.items()})
             positives += [(pre + q, pre + d) for q, d in ppos]
             pools.update({pre + q: [pre + d for d in ds] for q, ds in ppools.items()})
         train = t["queries"][t["queries"]["split"] == "train"]
-        pos, pool = training_groups(t["qrels"], t["candidates"], train["qid"], group_size)
+        pos, pool = training_groups(t["qrels"], t["candidates"], train["qid"], group_size,
+                                    int(t.get("relevant_min_grade", 1)))
         queries.update({pre + q: text for q, text in zip(train["qid"], train["text"])})
         docs.update({pre + d: text for d, text in zip(t["docs"]["doc_id"], t["docs"]["text"])})
         positives += [(pre + q, pre + d) for q, d in pos]

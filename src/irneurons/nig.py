@@ -51,6 +51,7 @@ import torch.nn.functional as Fn
 from torch import nn
 
 from .model import TARGETS, encode, relevance, resolve_device, resolve_target  # noqa: F401  (re-exported)
+from .numerics import resolve_bf16
 from .units import EmbeddingOverride, UnitRecorder, layout
 
 PART_NAMES = ("cls", "query", "sep1", "passage", "sep2", "pad")
@@ -88,6 +89,12 @@ RESULT_DOC = {
 
 #: Floor of the denominator of the relative completeness error.
 COMPLETENESS_EPS = 1e-6
+
+#: Defaults of the per-pair completeness check (config ``nig.max_cut_relerr``, ``nig.min_abs_delta_f``,
+#: ``nig.max_bad_share``; config/schema.yaml holds the same values), see :func:`check_completeness`.
+MAX_CUT_RELERR = 0.25
+MIN_ABS_DELTA_F = 0.05
+MAX_BAD_SHARE = 0.25
 
 
 class NonFiniteAttributionError(FloatingPointError):
@@ -314,6 +321,20 @@ class _Engine:
             self.embedding.value = None
             return self.embedding.module(ids)
 
+    def _arm(self, value: torch.Tensor) -> None:
+        """Override the word embeddings for the next model forward and clear ``fired``: lookups made
+        outside the model (:meth:`embed`) or by an earlier forward must not count for this one."""
+        self.embedding.fired = False
+        self.embedding.value = value
+
+    def _check_fired(self) -> None:
+        """After an armed forward: the override must have replaced the model's own lookup."""
+        if not self.embedding.fired:
+            raise RuntimeError(
+                "word-embedding hook did not fire: the model's forward bypassed "
+                "base_model.embeddings.word_embeddings, so the interpolation path never entered it"
+            )
+
     def _autocast(self):
         if not self.bf16:
             return contextlib.nullcontext()
@@ -330,9 +351,10 @@ class _Engine:
         jvp_ctx = fast_linear_jvp(self.model) if self.fast_jvp else contextlib.nullcontext()
         self.recorder.reset()
         with torch.no_grad(), fwAD.dual_level(), jvp_ctx:
-            self.embedding.value = fwAD.make_dual(gamma, tangent.to(gamma.dtype))
+            self._arm(fwAD.make_dual(gamma, tangent.to(gamma.dtype)))
             with self._autocast():
                 self.model(**kwargs)
+            self._check_fired()
             tangents = []
             for u in self.recorder.tensors():
                 t = fwAD.unpack_dual(u).tangent
@@ -356,14 +378,13 @@ class _Engine:
         self.recorder.reset()
         with contextlib.nullcontext() if grad else torch.no_grad():
             # The graph starts at the path, not at the (frozen) weights.
-            self.embedding.value = gamma.requires_grad_(grad)
+            self._arm(gamma.requires_grad_(grad))
             with self._autocast():
                 logits = self.model(**kwargs).logits
             scores = target_scores(logits.float() if self.bf16 else logits, self.target)
             units = self.recorder.tensors()
         self.embedding.value = None
-        if not self.embedding.fired:
-            raise RuntimeError("word-embedding hook did not fire")
+        self._check_fired()
         return scores, units, tangents
 
 
@@ -621,6 +642,7 @@ def attribute_ids(
     from tqdm.auto import tqdm
 
     dev = resolve_device(device)
+    bf16 = resolve_bf16(bf16, dev)  # "auto": bf16 only where the device runs it natively
     model.to(dev)
     quad = quadrature(estimator, steps)
     n_pairs, width = input_ids.shape
@@ -688,6 +710,71 @@ def attribute(
         pair_ids=pair_ids, baseline=baseline, target=target, estimator=estimator, steps=steps,
         budget=budget, device=device, bf16=bf16, progress=progress,
     )
+
+
+# --------------------------------------------------------------------------- completeness check
+
+
+class CompletenessError(RuntimeError):
+    """Too many pairs of a shard violate completeness (Σ conductance + residual ≠ F(x) − F(x'))."""
+
+
+def floored_cut_relerr(result: dict, floor: float = MIN_ABS_DELTA_F, block: str = "ffn") -> np.ndarray:
+    """[N, L] relative cut error |Σ units + residual − ΔF| / max(|ΔF|, floor) of ``block`` (ffn | heads).
+
+    Unlike ``<block>_cut_relerr`` (denominator floored at :data:`COMPLETENESS_EPS`), the floor here is in
+    the units of F (logits): a pair whose ΔF is near 0 is judged by its absolute error / ``floor``.
+    """
+    delta = np.asarray(result["f_x"], np.float64) - np.asarray(result["f_baseline"], np.float64)
+    denom = np.maximum(np.abs(delta), max(float(floor), COMPLETENESS_EPS))[:, None]
+    return np.abs(np.asarray(result[f"{block}_cut_sum"], np.float64) - delta[:, None]) / denom
+
+
+def check_completeness(
+    result: dict,
+    pair_ids: Sequence | None = None,
+    max_relerr: float = MAX_CUT_RELERR,
+    floor: float = MIN_ABS_DELTA_F,
+    max_share: float = MAX_BAD_SHARE,
+    log=None,
+) -> dict:
+    """Per-pair completeness check of an attribution result; returns a JSON-ready report.
+
+    A pair is *over threshold* when the median over layers of its FFN block's relative cut error
+    (:func:`floored_cut_relerr` with ``floor`` on |F(x) − F(x')|) exceeds ``max_relerr`` (a NaN counts as
+    over). ``log`` (e.g. ``print``) gets one line per such pair. Raises :class:`CompletenessError` with a
+    one-line message naming the pairs (and their errors) when their share of the pairs exceeds ``max_share``.
+    """
+    n = len(result["f_x"]) if result else 0
+    ids = [str(p) for p in (pair_ids if pair_ids is not None else range(n))]
+    if len(ids) != n:
+        raise ValueError(f"{len(ids)} pair ids for {n} pairs")
+    err = np.median(floored_cut_relerr(result, floor), axis=1) if n else np.zeros(0)
+    over = ~(err <= max_relerr)
+    delta = np.abs(np.asarray(result["f_x"]) - np.asarray(result["f_baseline"])) if n else np.zeros(0)
+    bad = {ids[i]: float(err[i]) for i in np.flatnonzero(over)}
+    report = {
+        "max_cut_relerr": float(max_relerr), "min_abs_delta_f": float(floor), "max_bad_share": float(max_share),
+        "n_pairs": n, "n_over": len(bad), "bad_share": len(bad) / n if n else 0.0,
+        "n_floored": int((delta < floor).sum()),
+        "ffn_cut_relerr_median": {
+            "median": float(np.median(err)) if n else None,
+            "p90": float(np.quantile(err, 0.9)) if n else None,
+            "max": float(err.max()) if n else None,
+        },
+        "over_threshold": bad,
+    }
+    if log is not None:
+        for pid, e in bad.items():
+            log(f"pair {pid}: median-over-layers FFN relative cut error {e:.3g} > nig.max_cut_relerr={max_relerr}")
+    if report["bad_share"] > max_share:
+        listed = ", ".join(f"{pid} ({e:.3g})" for pid, e in bad.items())
+        raise CompletenessError(
+            f"completeness check failed: {len(bad)} of {n} pairs ({report['bad_share']:.0%}) exceed "
+            f"nig.max_cut_relerr={max_relerr} (median over layers of the FFN relative cut error, |ΔF| floored at "
+            f"nig.min_abs_delta_f={floor}), more than nig.max_bad_share={max_share}: {listed}"
+        )
+    return report
 
 
 # --------------------------------------------------------------------------- shards

@@ -4,7 +4,7 @@ returns the matplotlib Figure (tests inspect its axes and series).
 - :func:`layer_distribution`: where a scheme's top units sit, as % of each layer's units, per class.
 - :func:`part_distribution`: the same for FFN neurons ranked by the NIG of one token part at a time.
 - :func:`overlap_heatmap`: Jaccard of the top sets of datasets and schemes, chance level marked.
-- :func:`pruning_curves`: ΔnDCG@10 vs pruned fraction per strategy; random = mean ± sd band over seeds.
+- :func:`pruning_curves`: ΔnDCG@10 vs pruned fraction per strategy; random strategies = mean ± sd band over sets.
 - :func:`completeness`: per-pair relative cut error distribution; F(x) − F(x') vs Σ NIG.
 - :func:`token_view`: input-level IG per token of example pairs (PNG, and an HTML rendering).
 """
@@ -27,8 +27,9 @@ plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10
 UNIT_LABEL = {"ffn": "FFN neurons", "head": "attention heads"}
 CLASS_LABEL = {"relevant": "relevant pairs", "non_relevant": "non-relevant pairs", "all": "all pairs"}
 STRATEGY_STYLE = {  # colour, marker
-    "nig_top": ("#d62728", "o"), "nig_bottom": ("#2ca02c", "v"), "magnitude": ("#9467bd", "s"),
-    "random": ("#7f7f7f", "D"),
+    "nig_top": ("#d62728", "o"), "contrast_top": ("#ff7f0e", "^"), "nig_negative": ("#2ca02c", "v"),
+    "nig_least": ("#17becf", "<"), "magnitude": ("#9467bd", "s"), "random": ("#7f7f7f", "D"),
+    "random_layer_matched": ("#bcbd22", "d"),
 }
 
 
@@ -125,13 +126,14 @@ def _stars(p: float) -> str:
 
 
 def pruning_curves(table: pd.DataFrame, path, *, measure: str = "nDCG@10", dpi: int = 150):
-    """ΔnDCG@10 vs % pruned, one panel per (dataset, target) and scheme line styles; random as the mean over
-    seeds with a ±1 sd band; markers starred where the Holm-corrected t-test vs unpruned has p < 0.05.
+    """ΔnDCG@10 vs % pruned, one panel per (dataset, target) and scheme line styles; the random strategies as
+    the mean over their sets with a ±1 sd band; markers starred where the (unadjusted, exploratory) t-test vs
+    unpruned has p < 0.05 — the confirmatory tests are in the claims table.
 
     ``table``: :func:`irneurons.study.comparisons` rows (only comparison == "unpruned" is used).
     """
     vs = table[table["comparison"] == "unpruned"].copy()
-    vs["family"] = vs["strategy"].str.replace(r"-\d+$", "", regex=True)
+    vs["family"] = vs["strategy"]
     panels = list(dict.fromkeys(zip(vs["dataset"], vs["target"])))
     ncols = min(3, len(panels))
     nrows = math.ceil(len(panels) / ncols)
@@ -143,15 +145,15 @@ def pruning_curves(table: pd.DataFrame, path, *, measure: str = "nDCG@10", dpi: 
         for si, scheme in enumerate(schemes):
             for family, g in sub[sub["scheme"] == scheme].groupby("family", sort=False):
                 color, marker = STRATEGY_STYLE.get(family, ("black", "x"))
-                agg = g.groupby("fraction").agg(delta=("delta", "mean"), sd=("delta", "std"), p=("t_p_holm", "min"),
+                agg = g.groupby("fraction").agg(delta=("delta", "mean"), sd=("delta", "std"), p=("t_p", "min"),
                                                 seeds=("delta", "size")).reset_index()
                 x = 100 * agg["fraction"]
                 label = family if scheme == schemes[0] else f"{family} ({scheme})"
                 ax.plot(x, agg["delta"], color=color, marker=marker, ls=dashes[si % len(dashes)], label=label)
-                if family == "random" and (agg["seeds"] > 1).any():
+                if family.startswith("random") and (agg["seeds"] > 1).any():
                     ax.fill_between(x, agg["delta"] - agg["sd"].fillna(0), agg["delta"] + agg["sd"].fillna(0),
                                     color=color, alpha=0.2, lw=0)
-                elif family != "random":
+                elif not family.startswith("random"):
                     for xi, yi, p in zip(x, agg["delta"], agg["p"]):
                         if _stars(p):
                             ax.annotate(_stars(p), (xi, yi), textcoords="offset points", xytext=(4, 4), color=color,
@@ -168,7 +170,7 @@ def pruning_curves(table: pd.DataFrame, path, *, measure: str = "nDCG@10", dpi: 
         ax.legend(loc="lower left")
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    fig.suptitle("Pruning: random = mean ± 1 sd over seeds; * Holm p < 0.05 vs unpruned", y=1.01)
+    fig.suptitle("Pruning: random sets = mean ± 1 sd over sets; * p < 0.05 vs unpruned (unadjusted)", y=1.01)
     fig.tight_layout()
     return _save(fig, path, dpi)
 

@@ -87,6 +87,25 @@ class Pruning:
         return False
 
 
+def pruned_scores_many(model, tokenizer, queries, passages, unit_sets, *, part: int | None = None, target="auto",
+                       max_length: int = 128, batch_size: int = 64, bf16: bool = False, progress: bool = False):
+    """Scores of the same pairs with each of several unit sets removed in turn, sharing one model load and one
+    tokenisation: the pairs are length-sorted and encoded once (:func:`irneurons.model.encode_batches`), then
+    every set is scored over the same batches. ``unit_sets``: [{"ffn": [(l, u)], "heads": [(l, h)]}].
+    Returns one score array per set, in input order; each equals :func:`pruned_scores` of that set."""
+    from tqdm.auto import tqdm
+
+    from .model import encode_batches, score_batches
+
+    batches = encode_batches(tokenizer, queries, passages, max_length=max_length, batch_size=batch_size)
+    out = []
+    for units in tqdm(unit_sets, desc="unit sets", unit="set", disable=not progress or len(unit_sets) < 2):
+        with Pruning(model, ffn=units.get("ffn", ()), heads=units.get("heads", ()), part=part) as pruning:
+            out.append(score_batches(model, batches, len(queries), target=target, bf16=bf16,
+                                     before_forward=pruning.observe(tokenizer), progress=progress and len(unit_sets) < 2))
+    return out
+
+
 def pruned_scores(model, tokenizer, queries, passages, *, ffn=(), heads=(), part: int | None = None, **score_kwargs):
     """:func:`irneurons.model.score_pairs` with ``ffn`` neurons / ``heads`` zeroed (FFN only at ``part``'s tokens
     if given). Same batching as unpruned scoring; with nothing to prune the scores are bit-identical."""

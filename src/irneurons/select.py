@@ -1,8 +1,12 @@
-"""Neuron selection: rankings, exact top-k, multi-dataset schemes (intersection, fusion), relevance/OOD sets.
+"""Neuron selection: rankings, exact top-k, multi-dataset schemes (intersection, fusion, leave-one-collection-out),
+relevance / contrast / OOD sets and their null controls.
 
-A *score table* is indexed by (layer, unit) for one unit type (FFN neurons and heads are never pooled) with
-one score column per dataset. Scores are the mean NIG of a class and part (signed) or its absolute value.
-Top-k is exact: sort by score descending, ties broken by (layer, unit) ascending, take the first k.
+A *score vector* is indexed by (layer, unit) for one unit type (FFN neurons and heads are never pooled). Scores
+are the mean NIG of a class and part (signed or absolute), or the relevance contrast (relevant − non-relevant).
+Several datasets are fused only after per-dataset normalisation (z-score by default), so the collection with
+the larger conductance scale does not dominate. Top-k is exact: sort by score descending, ties broken by
+(layer, unit) ascending, take the first k. ``loo-<d>`` selects on every dataset but d: the set pruned on d
+never saw d.
 """
 
 from __future__ import annotations
@@ -12,12 +16,30 @@ import pandas as pd
 from scipy import stats
 
 
-def scores(table: pd.DataFrame, unit_type: str, cls: str = "relevant", part: str = "total", signed: bool = True) -> pd.Series:
-    """Score per (layer, unit) of one dataset's long table: mean NIG (or |mean NIG| if not ``signed``)."""
-    sel = table[(table["unit_type"] == unit_type) & (table["class"] == cls) & (table["part"] == part)]
-    if sel.empty:
-        raise ValueError(f"no rows for unit_type={unit_type!r}, class={cls!r}, part={part!r}")
-    s = sel.set_index(["layer", "unit"])["mean"].sort_index()
+def scores(table: pd.DataFrame, unit_type: str, cls: str = "relevant", part: str = "total", signed: bool = True,
+           standardise: bool = False) -> pd.Series:
+    """Score per (layer, unit) of one dataset's long table.
+
+    ``cls`` relevant / non_relevant / all: the mean NIG over that class's pairs (|mean| if not ``signed``).
+    ``cls`` contrast: the relevance contrast c = mean_rel − mean_nonrel; with ``standardise`` the Welch
+    statistic c / sqrt(sd_rel²/n_rel + sd_nonrel²/n_nonrel) (units whose conductance differs between the
+    classes, not units with large conductance on every pair).
+    """
+    def column(c, col="mean"):
+        sel = table[(table["unit_type"] == unit_type) & (table["class"] == c) & (table["part"] == part)]
+        if sel.empty:
+            raise ValueError(f"no rows for unit_type={unit_type!r}, class={c!r}, part={part!r}")
+        return sel.set_index(["layer", "unit"])[col].sort_index()
+
+    if cls == "contrast":
+        s = column("relevant") - column("non_relevant")
+        if standardise:
+            se = np.sqrt(column("relevant", "std") ** 2 / column("relevant", "n")
+                         + column("non_relevant", "std") ** 2 / column("non_relevant", "n"))
+            s = s / se.where(se > 0)
+            s = s.fillna(0.0)
+    else:
+        s = column(cls)
     return s if signed else s.abs()
 
 
@@ -38,9 +60,28 @@ def bottom_k(score: pd.Series, k: int) -> list[tuple[int, int]]:
     return top_k(-score, k)
 
 
-def fusion(score_by_dataset: dict[str, pd.Series]) -> pd.Series:
-    """Mean score over datasets (units aligned on (layer, unit))."""
-    return pd.concat(score_by_dataset, axis=1).mean(axis=1)
+NORMALISATIONS = ("zscore", "rank", "none")
+
+
+def normalise(score: pd.Series, how: str = "zscore") -> pd.Series:
+    """One dataset's score vector on a scale shared across datasets before fusing.
+
+    ``zscore``: (s − mean(s)) / sd(s) (so a collection with a larger conductance scale does not dominate);
+    ``rank``: average rank / n in (0, 1]; ``none``: s unchanged.
+    """
+    if how == "none":
+        return score
+    if how == "zscore":
+        sd = score.std(ddof=0)
+        return (score - score.mean()) / (sd if sd > 0 else 1.0)
+    if how == "rank":
+        return score.rank(method="average") / len(score)
+    raise ValueError(f"unknown normalisation {how!r}: use one of {', '.join(NORMALISATIONS)}")
+
+
+def fusion(score_by_dataset: dict[str, pd.Series], normalise_by: str = "zscore") -> pd.Series:
+    """Mean over datasets of the per-dataset normalised score (:func:`normalise`; units aligned on (layer, unit))."""
+    return pd.concat({d: normalise(s, normalise_by) for d, s in score_by_dataset.items()}, axis=1).mean(axis=1)
 
 
 def intersection(score_by_dataset: dict[str, pd.Series], k: int) -> list[tuple[int, int]]:
@@ -49,13 +90,14 @@ def intersection(score_by_dataset: dict[str, pd.Series], k: int) -> list[tuple[i
     return sorted(set.intersection(*sets))
 
 
-def ood_units(score_by_dataset: dict[str, pd.Series], roles: dict[str, str], k: int) -> list[tuple[int, int]]:
+def ood_units(score_by_dataset: dict[str, pd.Series], roles: dict[str, str], k: int,
+              normalise_by: str = "zscore") -> list[tuple[int, int]]:
     """OOD neurons: in the top-k of the OOD datasets' fusion but not in the top-k of the in-domain fusion."""
     ood = {d: s for d, s in score_by_dataset.items() if roles[d] == "ood"}
     ind = {d: s for d, s in score_by_dataset.items() if roles[d] == "in_domain"}
     if not ood or not ind:
         raise ValueError("OOD neurons need at least one in_domain and one ood dataset")
-    return sorted(set(top_k(fusion(ood), k)) - set(top_k(fusion(ind), k)))
+    return sorted(set(top_k(fusion(ood, normalise_by), k)) - set(top_k(fusion(ind, normalise_by), k)))
 
 
 def jaccard(a, b) -> float:
@@ -74,49 +116,87 @@ def chance_jaccard(n: int, k: int) -> float:
     return float(np.sum(p * i / (2 * k - i)))
 
 
-def random_units(all_units: list[tuple[int, int]], k: int, seed: int) -> list[tuple[int, int]]:
+def random_units(all_units: list[tuple[int, int]], k: int, seed) -> list[tuple[int, int]]:
     """k units drawn uniformly without replacement with ``numpy.random.default_rng(seed)``, sorted."""
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(all_units), size=k, replace=False)
     return sorted(tuple(map(int, all_units[i])) for i in idx)
 
 
+def random_layer_matched(all_units: list[tuple[int, int]], per_layer: dict[int, int], seed) -> list[tuple[int, int]]:
+    """Uniform within each layer: ``per_layer[l]`` units of layer l drawn without replacement
+    (``numpy.random.default_rng(seed)``), so the set has exactly the reference set's per-layer counts."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for layer in sorted(per_layer):
+        pool = [u for u in all_units if u[0] == layer]
+        idx = rng.choice(len(pool), size=per_layer[layer], replace=False)
+        out += [tuple(map(int, pool[i])) for i in idx]
+    return sorted(out)
+
+
 # --------------------------------------------------------------------------- schemes and strategies
 
 GROUPS = ("all", "in_domain", "ood")
-STRATEGIES = ("nig_top", "nig_bottom", "magnitude", "random")
+SINGLE_STRATEGIES = ("nig_top", "nig_negative", "nig_least", "magnitude", "contrast_top")
+MULTI_STRATEGIES = ("random", "random_layer_matched")  # R sets per job
+STRATEGIES = SINGLE_STRATEGIES + MULTI_STRATEGIES
+RELATIVE_SCHEMES = ("self", "loo")  # resolved per evaluated dataset
+
+
+def resolve_scheme(scheme: str, dataset: str) -> str:
+    """A config scheme as used when pruning ``dataset``: ``self`` → the dataset's own set (its name),
+    ``loo`` → ``loo-<dataset>`` (selected on every other collection); others unchanged."""
+    return dataset if scheme == "self" else f"loo-{dataset}" if scheme == "loo" else scheme
 
 
 def parse_scheme(scheme: str, roles: dict[str, str]) -> tuple[str, list[str]]:
-    """(kind, member datasets) of a scheme name.
+    """(kind, member datasets) of a resolved scheme name.
 
     ``<dataset>`` → ("single", [dataset]); ``fusion-<group>`` / ``intersection-<group>`` → that kind over the
-    group's datasets (group: all, in_domain, ood); ``ood`` → ("ood", all datasets): OOD neurons.
+    group's datasets (group: all, in_domain, ood); ``loo-<dataset>`` → ("fusion", every other dataset):
+    leave-one-collection-out, never selected on <dataset>; ``ood`` → ("ood", all datasets): OOD neurons.
     """
     if scheme in roles:
         return "single", [scheme]
     if scheme == "ood":
         return "ood", sorted(roles)
     kind, _, group = scheme.partition("-")
+    if kind == "loo" and group in roles:
+        members = sorted(d for d in roles if d != group)
+        if not members:
+            raise ValueError(f"scheme {scheme!r}: leave-one-collection-out needs at least two datasets")
+        return "fusion", members
     if kind in ("fusion", "intersection") and group in GROUPS:
         members = sorted(d for d, r in roles.items() if group == "all" or r == group)
         if not members:
             raise ValueError(f"scheme {scheme!r}: no dataset has role {group!r}")
         return kind, members
     raise ValueError(
-        f"unknown scheme {scheme!r}: use a dataset name, fusion-<group>, intersection-<group> (group: "
-        f"{', '.join(GROUPS)}) or ood"
+        f"unknown scheme {scheme!r}: use a dataset name, self, loo, loo-<dataset>, fusion-<group>, "
+        f"intersection-<group> (group: {', '.join(GROUPS)}) or ood"
     )
 
 
-def parse_strategy(strategy: str) -> tuple[str, int | None]:
-    """``nig_top`` / ``nig_bottom`` / ``magnitude`` → (name, None); ``random-<i>`` → ("random", i)."""
-    if strategy in ("nig_top", "nig_bottom", "magnitude"):
-        return strategy, None
-    name, _, seed = strategy.partition("-")
-    if name == "random" and seed.isdigit():
-        return "random", int(seed)
-    raise ValueError(f"unknown strategy {strategy!r}: nig_top, nig_bottom, magnitude or random-<seed index>")
+def parse_strategy(strategy: str) -> str:
+    """Validate a strategy name (see :func:`select_units`)."""
+    if strategy in STRATEGIES:
+        return strategy
+    raise ValueError(f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
+
+
+def parse_strategy_entry(entry: str, default_sets: int, default_layer_matched: int) -> tuple[str, int]:
+    """A config strategy entry → (strategy, number of sets): ``random`` / ``random_layer_matched`` take the
+    configured number of sets, ``random:N`` / ``random_layer_matched:N`` override it; the others are one set."""
+    name, _, n = entry.partition(":")
+    parse_strategy(name)
+    if name in SINGLE_STRATEGIES:
+        if n:
+            raise ValueError(f"strategy {entry!r}: only random strategies take a number of sets")
+        return name, 1
+    if n and not (n.isdigit() and int(n) >= 1):
+        raise ValueError(f"strategy {entry!r}: the number of sets must be a positive integer")
+    return name, int(n) if n else (default_sets if name == "random" else default_layer_matched)
 
 
 def magnitude_scores(table: pd.DataFrame, unit_type: str) -> pd.Series:
@@ -125,6 +205,11 @@ def magnitude_scores(table: pd.DataFrame, unit_type: str) -> pd.Series:
     if sel.empty or sel["absact_mean"].isna().all():
         raise ValueError(f"no activation magnitudes for unit_type={unit_type!r} (re-run the aggregate rule)")
     return sel.set_index(["layer", "unit"])["absact_mean"].sort_index()
+
+
+def _scale_only(s: pd.Series) -> pd.Series:
+    sd = s.std(ddof=0)
+    return s / (sd if sd > 0 else 1.0)
 
 
 def select_units(
@@ -138,45 +223,79 @@ def select_units(
     cls: str = "relevant",
     part: str = "total",
     signed: bool = True,
+    normalise_by: str = "zscore",
+    standardise: bool = False,
     seed: int = 0,
+    n_sets: int = 1,
 ) -> dict:
-    """The units a pruning strategy removes, with k and the scheme's members.
+    """The unit set(s) a pruning strategy removes, with k, the scheme's members and per-member overlaps.
 
-    n = number of units of ``unit_type``; k = round(fraction · n) (≥ 1). The scheme's *NIG set*:
-    single / fusion → top-k of the (mean) score; intersection → units in every member's top-k (≤ k);
-    ood → top-k of the OOD datasets' fusion minus the top-k of the in-domain fusion (≤ k).
-    Every strategy removes c = |NIG set| units, so strategies are compared at the same count:
-    ``nig_top`` → the NIG set; ``nig_bottom`` → the c lowest of the scheme's base score (fusion of its
-    members; for ``ood``, of the OOD datasets); ``magnitude`` → the c highest mean |activation| (fusion of the
-    same members); ``random-i`` → c units uniform without replacement, seed = ``seed`` + i.
+    n = number of units of ``unit_type``; k = round(fraction · n) (≥ 1). Scores: :func:`scores` with
+    (``cls``, ``part``, ``signed``), fused over members after per-dataset :func:`normalise` (``normalise_by``).
+    The scheme's *NIG set*: single / fusion / loo → top-k of the fused score; intersection → units in every
+    member's top-k (≤ k); ood → top-k of the OOD datasets' fusion minus the top-k of the in-domain fusion (≤ k).
+    Every strategy removes exactly c = |NIG set| units:
+
+    - ``nig_top``: the NIG set;  ``contrast_top``: top-c of the fused relevance contrast (:func:`scores`
+      with class ``contrast``; ``standardise`` → Welch statistic);
+    - ``nig_negative``: the c most negative fused signed scores (they matter too: not a null);
+    - ``nig_least``: the c smallest Σ_d |s_d| / sd(s_d) (units that conduct least: the "unimportant" control);
+    - ``magnitude``: the c highest fused mean |activation|;
+    - ``random``: ``n_sets`` sets of c units uniform without replacement; set i uses seed (seed, 1, c, i), so
+      it is the same for every scheme of the same size and growing ``n_sets`` keeps the first sets;
+    - ``random_layer_matched``: ``n_sets`` sets uniform within each layer with the NIG set's per-layer counts.
+
+    For ``ood`` the base score of the other strategies is the fusion of the OOD datasets.
     """
     kind, members = parse_scheme(scheme, roles)
-    name, seed_index = parse_strategy(strategy)
-    per_ds = {d: scores(tables[d], unit_type, cls, part, signed) for d in members}
+    parse_strategy(strategy)
+    opts = dict(part=part, signed=signed, standardise=standardise)
+    per_ds = {d: scores(tables[d], unit_type, cls, **opts) for d in members}
     n_units = len(next(iter(per_ds.values())))
     k = k_for_fraction(n_units, fraction)
     if kind == "intersection":
         nig_set = intersection(per_ds, k)
     elif kind == "ood":
-        nig_set = ood_units(per_ds, roles, k)
+        nig_set = ood_units(per_ds, roles, k, normalise_by)
     else:
-        nig_set = top_k(fusion(per_ds), k)
+        nig_set = top_k(fusion(per_ds, normalise_by), k)
     base = [d for d in members if kind != "ood" or roles[d] == "ood"]
     count = len(nig_set)
-    if name == "nig_top":
-        units = sorted(nig_set)
-    elif name == "nig_bottom":
-        units = sorted(bottom_k(fusion({d: per_ds[d] for d in base}), count))
-    elif name == "magnitude":
-        units = sorted(top_k(fusion({d: magnitude_scores(tables[d], unit_type) for d in base}), count))
+    all_units = list(next(iter(per_ds.values())).index)
+    sets: list[list[tuple[int, int]]]
+    if strategy == "nig_top":
+        sets = [sorted(nig_set)]
+    elif strategy == "contrast_top":
+        contrast = {d: scores(tables[d], unit_type, "contrast", **opts) for d in base}
+        sets = [sorted(top_k(fusion(contrast, normalise_by), count))]
+    elif strategy == "nig_negative":
+        sets = [sorted(bottom_k(fusion({d: per_ds[d] for d in base}, normalise_by), count))]
+    elif strategy == "nig_least":
+        raw = {d: scores(tables[d], unit_type, cls, part=part, signed=False, standardise=standardise) for d in base}
+        least = pd.concat({d: _scale_only(s) for d, s in raw.items()}, axis=1).sum(axis=1)
+        sets = [sorted(bottom_k(least, count))]
+    elif strategy == "magnitude":
+        sets = [sorted(top_k(fusion({d: magnitude_scores(tables[d], unit_type) for d in base}, normalise_by), count))]
+    elif strategy == "random":
+        sets = [random_units(all_units, count, (seed, 1, count, i)) if count else [] for i in range(n_sets)]
     else:
-        all_units = list(next(iter(per_ds.values())).index)
-        units = random_units(all_units, count, seed + seed_index) if count else []
-    return {
+        per_layer = {}
+        for layer, _ in nig_set:
+            per_layer[layer] = per_layer.get(layer, 0) + 1
+        sets = [random_layer_matched(all_units, per_layer, (seed, 2, count, i)) for i in range(n_sets)]
+    out = {
         "scheme": scheme, "kind": kind, "members": members, "strategy": strategy, "unit_type": unit_type,
-        "fraction": fraction, "n_units": n_units, "k": k, "count": len(units),
-        "score": {"class": cls, "part": part, "signed": signed}, "units": [list(u) for u in units],
+        "fraction": fraction, "n_units": n_units, "k": k, "count": count, "n_sets": len(sets),
+        "score": {"class": cls, "part": part, "signed": signed, "normalise": normalise_by, "standardise": standardise},
+        "sets": [[list(u) for u in s] for s in sets],
     }
+    if len(sets) == 1:
+        out["units"] = out["sets"][0]
+    if len(members) > 1 and kind != "ood":
+        # how many of the set's units each member would have chosen on its own (its own top-k)
+        own = {d: set(top_k(per_ds[d], k)) for d in members}
+        out["from_member_top_k"] = {d: sum(tuple(u) in own[d] for u in sets[0]) for d in members}
+    return out
 
 
 def n_layers(table: pd.DataFrame, unit_type: str) -> int:
@@ -192,66 +311,30 @@ def layer_counts(units, layers: int) -> list[int]:
     return counts
 
 
-def split_half_stability(halves: pd.DataFrame, unit_type: str, fraction: float, cls: str = "relevant",
-                         signed: bool = True) -> dict:
-    """Jaccard of the top-k sets selected on two disjoint halves of the pairs, and its chance level.
-
-    ``halves``: rows (unit_type, layer, unit, class, half ∈ {0, 1}, mean) for part ``total``, possibly with a
-    ``dataset`` column (then each half's score is the fusion over datasets). Chance = E[J] of two random
-    k-subsets of the n units (:func:`chance_jaccard`).
-    """
-    sel = halves[(halves["unit_type"] == unit_type) & (halves["class"] == cls)]
-    if sel.empty:
-        raise ValueError(f"no split-half rows for unit_type={unit_type!r}, class={cls!r}")
-    sets, pairs = [], []
-    for half in (0, 1):
-        h = sel[sel["half"] == half]
-        if "n" in h:
-            pairs.append(int(h.groupby("dataset")["n"].first().sum()) if "dataset" in h else int(h["n"].iloc[0]))
-        by_ds = {d: g.set_index(["layer", "unit"])["mean"].sort_index() for d, g in h.groupby("dataset")} \
-            if "dataset" in h else {"_": h.set_index(["layer", "unit"])["mean"].sort_index()}
-        s = fusion(by_ds)
-        s = s if signed else s.abs()
-        n = len(s)
-        k = k_for_fraction(n, fraction)
-        sets.append(top_k(s, k))
-    out = {"n_units": n, "k": k, "jaccard": jaccard(*sets), "chance": chance_jaccard(n, k)}
-    if pairs:
-        out["pairs_per_half"] = min(pairs)
-    return out
+def score_options(score: dict | None) -> dict:
+    """``pruning.score`` config → keyword arguments of :func:`select_units` (class, part, sign, fusion
+    normalisation, contrast standardisation)."""
+    score = score or {}
+    return {"cls": score.get("class", "relevant"), "part": score.get("part", "total"),
+            "signed": score.get("signed", True), "normalise_by": score.get("normalise", "zscore"),
+            "standardise": score.get("standardise", False)}
 
 
 def write_selection(path, table_paths: dict, roles: dict, scheme: str, strategy: str, unit_type: str,
-                    fraction: float, *, score: dict, seed: int, provenance: dict | None = None) -> dict:
-    """Read the members' neuron tables, :func:`select_units`, write the set (with per-layer counts) as JSON."""
+                    fraction: float, *, score: dict, seed: int, n_sets: int = 1, provenance: dict | None = None) -> dict:
+    """Read the members' neuron tables, :func:`select_units`, write the set(s) (with per-layer counts) as JSON."""
     import json
 
-    columns = ["unit_type", "layer", "unit", "part", "class", "mean", "absact_mean"]
+    columns = ["unit_type", "layer", "unit", "part", "class", "mean", "std", "n", "absact_mean"]
     tables = {d: pd.read_parquet(p, columns=columns) for d, p in table_paths.items()}
-    sel = select_units(tables, roles, scheme, strategy, unit_type, fraction, cls=score.get("class", "relevant"),
-                       part=score.get("part", "total"), signed=score.get("signed", True), seed=seed)
-    sel["per_layer"] = layer_counts(sel["units"], n_layers(next(iter(tables.values())), unit_type))
+    sel = select_units(tables, roles, scheme, strategy, unit_type, fraction, seed=seed, n_sets=n_sets,
+                       **score_options(score))
+    layers = n_layers(next(iter(tables.values())), unit_type)
+    sel["per_layer"] = [layer_counts(s, layers) for s in sel["sets"]]
     sel["provenance"] = provenance or {}
     with open(path, "w") as fh:
         json.dump(sel, fh, indent=1)
     return sel
-
-
-def stability_table(halves: pd.DataFrame, roles: dict, fractions: dict, score: dict) -> pd.DataFrame:
-    """Split-half Jaccard vs chance for every dataset and the fusion of all datasets, per unit type and fraction.
-
-    ``fractions``: {unit_type: [fractions]}. Uses part ``total`` (the halves hold only that) and the score's
-    class and sign.
-    """
-    rows = []
-    schemes = {d: [d] for d in sorted(roles)} | ({"fusion-all": sorted(roles)} if len(roles) > 1 else {})
-    for scheme, members in schemes.items():
-        sub = halves[halves["dataset"].isin(members)]
-        for unit_type, fracs in fractions.items():
-            for f in fracs:
-                res = split_half_stability(sub, unit_type, f, score.get("class", "relevant"), score.get("signed", True))
-                rows.append({"scheme": scheme, "unit_type": unit_type, "fraction": f, **res})
-    return pd.DataFrame(rows)
 
 
 def ood_table(tables: dict, roles: dict, fractions: dict, score: dict) -> pd.DataFrame:
@@ -262,8 +345,7 @@ def ood_table(tables: dict, roles: dict, fractions: dict, score: dict) -> pd.Dat
     rows = []
     for unit_type, fracs in fractions.items():
         for f in fracs:
-            sel = select_units(tables, roles, "ood", "nig_top", unit_type, f, cls=score.get("class", "relevant"),
-                               part=score.get("part", "total"), signed=score.get("signed", True))
+            sel = select_units(tables, roles, "ood", "nig_top", unit_type, f, **score_options(score))
             counts = layer_counts(sel["units"], n_layers(tables[next(iter(tables))], unit_type))
             rows.append({"unit_type": unit_type, "fraction": f, "k": sel["k"], "ood_units": sel["count"],
                          "share_of_k": sel["count"] / sel["k"], **{f"layer_{i}": c for i, c in enumerate(counts)}})
@@ -282,8 +364,20 @@ def default_schemes(roles: dict) -> list[str]:
     return out + (["ood"] if both else [])
 
 
+def default_grid(roles: dict) -> dict:
+    """The FFN pruning grid's schemes when the config gives none, adapted to the datasets declared:
+    ``self`` always; ``loo`` with ≥ 2 datasets; ``ood`` only with an in_domain and an ood dataset."""
+    grid = {"self": ["nig_top", "contrast_top", "nig_least", "random", "random_layer_matched"]}
+    if len(roles) > 1:
+        grid["loo"] = ["nig_top", "random_layer_matched"]
+    if {"in_domain", "ood"} <= set(roles.values()):
+        grid["ood"] = ["nig_top", "random", "random_layer_matched"]
+    return grid
+
+
 def layer_distribution_table(tables: dict, roles: dict, schemes, unit_types, fraction: float,
-                             classes=("relevant", "non_relevant"), parts=("total",), signed: bool = True) -> pd.DataFrame:
+                             classes=("relevant", "non_relevant"), parts=("total",), signed: bool = True,
+                             normalise_by: str = "zscore") -> pd.DataFrame:
     """Per-layer counts of each scheme's NIG set (``nig_top``) at ``fraction``, for every unit type, class and
     part: rows (scheme, unit_type, class, part, fraction, k, count, layer, n, layer_units, share = n / layer_units)."""
     rows = []
@@ -293,7 +387,8 @@ def layer_distribution_table(tables: dict, roles: dict, schemes, unit_types, fra
         for scheme in schemes:
             for cls in classes:
                 for part in parts:
-                    sel = select_units(tables, roles, scheme, "nig_top", unit_type, fraction, cls=cls, part=part, signed=signed)
+                    sel = select_units(tables, roles, scheme, "nig_top", unit_type, fraction, cls=cls, part=part, signed=signed,
+                                       normalise_by=normalise_by)
                     counts = layer_counts(sel["units"], len(layer_units))
                     for layer, n in enumerate(counts):
                         rows.append({"scheme": scheme, "unit_type": unit_type, "class": cls, "part": part,
@@ -306,8 +401,7 @@ def overlap_table(tables: dict, roles: dict, schemes, unit_type: str, fraction: 
     """Pairwise Jaccard of the schemes' NIG sets: rows (a, b, unit_type, fraction, size_a, size_b, jaccard,
     chance), chance = E[J] of two random k-subsets (the level two unrelated top-k sets would reach)."""
     sets = {s: {tuple(u) for u in select_units(tables, roles, s, "nig_top", unit_type, fraction,
-                                                 cls=score.get("class", "relevant"), part=score.get("part", "total"),
-                                                 signed=score.get("signed", True))["units"]} for s in schemes}
+                                                 **score_options(score))["units"]} for s in schemes}
     n = int(len(tables[next(iter(tables))].query("unit_type == @unit_type and part == 'total' and `class` == 'all'")))
     k = k_for_fraction(n, fraction)
     return pd.DataFrame([{"a": a, "b": b, "unit_type": unit_type, "fraction": fraction, "size_a": len(sets[a]),
