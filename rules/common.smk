@@ -1,5 +1,7 @@
 # Shared Python for all rules: config validation, parse-time input checks, path helpers.
 import json
+import re
+import sys
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -187,6 +189,55 @@ def figure_outputs():
     return out
 
 
+# Invocations that run no job: a hub model is then checked in the local cache only, and a miss is a warning.
+PLANNING_FLAGS = {
+    "--dry-run",
+    "--dryrun",
+    "--lint",
+    "--unlock",
+    "--summary",
+    "--detailed-summary",
+    "--report",
+    "--dag",
+    "--rulegraph",
+    "--filegraph",
+    "--d3dag",
+    "--list",
+    "--list-rules",
+    "--list-target-rules",
+    "--cleanup-metadata",
+}
+
+
+def planning_only():
+    """True when this Snakemake invocation runs no job (dry-run ``-n``/``-np``, lint, unlock, report, graphs).
+    Decided from the command line: at parse time ``workflow.dryrun`` is not known yet (always False).
+    """
+    return any(
+        arg.split("=")[0] in PLANNING_FLAGS
+        or re.fullmatch(r"-[A-Za-z]*n[A-Za-z]*", arg)
+        for arg in sys.argv[1:]
+    )
+
+
+def check_hub_model(ref):
+    """A hub model must be in the local HF cache or reachable on the hub: checked once, here, in the main
+    Snakemake process (not in each job's re-parse). A real run fails up front (one line naming the id); a
+    dry-run looks in the cache only and warns."""
+    if not irmodel.is_hub_id(ref) or not workflow.is_main_process:
+        return
+    if not planning_only():
+        irmodel.check_hub_model(ref)
+        return
+    try:
+        irmodel.check_hub_model(ref, network=False)
+    except irmodel.ModelError as err:
+        print(
+            f"irneurons warning: {err}; a real run checks the hub first and stops there if it cannot be had",
+            file=sys.stderr,
+        )
+
+
 def check_inputs():
     """Fail at parse time, with one line naming the culprit, before any job runs."""
     try:
@@ -197,6 +248,7 @@ def check_inputs():
                 "model.finetune is true but no dataset has role in_domain"
             )
         irmodel.resolve_model_source(config["model"]["source"])
+        check_hub_model(config["model"]["source"])
         for key in ("ffn", "heads"):
             for scheme in pruning_grid(key):
                 try:

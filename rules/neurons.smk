@@ -65,7 +65,7 @@ rule stability:
     conda:
         "../envs/data.yaml"
     resources:
-        mem_mb=4000,
+        mem_mb=8000,
         runtime=20,
     params:
         code=code_version("stability", "select", "nig"),

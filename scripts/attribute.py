@@ -24,6 +24,10 @@ if pairs.empty:  # the dataset had fewer pairs than per_class asks for: this sha
 device = model.pick_device(snakemake.threads)
 net, tokenizer = model.load_from_ref(ref, device)
 num = numerics.numerics_record(opts.get("bf16", "auto"), device)
+# queries over model.max_query_share of max_length are cut exactly as the re-ranker cuts them
+meta["truncation"] = model.truncation_record(tokenizer, queries[pairs["qid"]], ref["max_length"])
+meta["truncated_queries"] = meta["truncation"]["truncated_queries"]
+print(f"shard {shard} queries: {model.truncation_message(meta['truncation'])}", file=sys.stderr)
 result = nig.attribute(
     net, tokenizer, queries[pairs["qid"]].tolist(), docs[pairs["doc_id"]].tolist(), pair_ids=pairs["pair_id"].tolist(),
     baseline=opts["baseline"], target=ref["target"], estimator=opts["estimator"], steps=opts["steps"],

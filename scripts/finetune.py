@@ -10,7 +10,8 @@ from irneurons.provenance import setup_logging, stamp
 setup_logging(snakemake.log[0])
 mcfg, fcfg = snakemake.params.model, dict(snakemake.params.finetune)
 fcfg.setdefault("seed", snakemake.params.seed)
-cfg = finetune.FinetuneConfig.from_dict({**fcfg, "max_length": mcfg["max_length"]})
+cfg = finetune.FinetuneConfig.from_dict({**fcfg, "max_length": mcfg["max_length"],
+                                        "max_query_share": mcfg.get("max_query_share", model.DEFAULT_QUERY_SHARE)})
 tables = [
     {"name": Path(q).parent.name, "queries": pd.read_parquet(q), "qrels": pd.read_parquet(r),
      "candidates": pd.read_parquet(c), "docs": pd.read_parquet(d),
@@ -19,7 +20,8 @@ tables = [
 ]
 queries, docs, positives, pools = finetune.training_data(tables, cfg.group_size, cfg.pseudo_queries, cfg.seed)
 device = model.pick_device(snakemake.threads)
-net, tokenizer = model.load_cross_encoder(mcfg["source"], mcfg.get("num_labels"), device, seed=cfg.seed)
+net, tokenizer = model.load_cross_encoder(mcfg["source"], mcfg.get("num_labels"), device, seed=cfg.seed,
+                                          max_query_share=cfg.max_query_share)
 info = finetune.finetune(net, tokenizer, queries, docs, positives, pools, cfg)
 net.save_pretrained(snakemake.output.model)
 tokenizer.save_pretrained(snakemake.output.model)

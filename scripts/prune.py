@@ -31,6 +31,7 @@ ref = model.read_model_ref(snakemake.input.model)
 device = model.pick_device(snakemake.threads)
 net, tokenizer = model.load_from_ref(ref, device)
 num = numerics.numerics_record(opts.get("bf16", "auto"), device)
+trunc = model.truncation_record(tokenizer, qtext[cand["qid"]].unique(), ref["max_length"])
 start = time.perf_counter()
 all_scores = prune.pruned_scores_many(
     net, tokenizer, qtext[cand["qid"]].tolist(), dtext[cand["doc_id"]].tolist(), unit_sets, part=part,
@@ -48,6 +49,7 @@ out = {
     "dataset": wc.dataset, "target": getattr(wc, "target", None), "scheme": getattr(wc, "scheme", None),
     "strategy": getattr(wc, "strategy", "unpruned"), "fraction": float(getattr(wc, "fraction", 0.0)),
     "count": count, "n_sets": len(sets), "depth": snakemake.params.depth, "pairs": len(cand), "seconds": seconds,
+    "truncated_queries": trunc["truncated_queries"],
     "pairs_per_s": len(cand) * len(sets) / seconds, "sets": sets,
     "per_layer": selection.get("per_layer") if selection else None,
     "provenance": stamp(snakemake.config, snakemake.params.seed, device=str(device), numerics=num),

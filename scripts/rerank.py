@@ -1,6 +1,7 @@
 """Re-rank a dataset's test candidates with the cross-encoder; save scores and TREC runs (BM25, CE, fusion)."""
 
 import json
+import sys
 
 import pandas as pd
 import pyarrow as pa
@@ -19,13 +20,17 @@ device = model.pick_device(snakemake.threads)
 net, tokenizer = model.load_from_ref(ref, device)
 opts = snakemake.params.rerank
 num = numerics.numerics_record(opts.get("bf16", "auto"), device)  # logged; stamped into the scores' metadata
+# queries over model.max_query_share of max_length are cut (as everywhere); counted, logged and stamped too
+trunc = model.truncation_record(tokenizer, test.loc[test["qid"].isin(set(cand["qid"])), "text"], ref["max_length"])
+print(f"test queries: {model.truncation_message(trunc)}", file=sys.stderr)
 scored = model.rerank_candidates(
     net, tokenizer, cand, test, pd.read_parquet(snakemake.input.docs), target=ref["target"],
     max_length=ref["max_length"], batch_size=opts.get("batch_size", 64), bf16=num["bf16"],
     fusion_weight=opts.get("fusion_weight", 0.5),
 )
 table = pa.Table.from_pandas(scored, preserve_index=False)
-meta = {**(table.schema.metadata or {}), b"irneurons.numerics": json.dumps(num).encode()}
+meta = {**(table.schema.metadata or {}), b"irneurons.numerics": json.dumps(num).encode(),
+        b"irneurons.truncation": json.dumps(trunc).encode()}
 pq.write_table(table.replace_schema_metadata(meta), snakemake.output.scores)
 for system, path in (("first_stage", snakemake.output.bm25), ("cross_encoder", snakemake.output.ce), ("fusion", snakemake.output.fusion)):
     evaluate.write_trec_run(scored, path, tag=system, score_col=system)

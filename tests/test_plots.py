@@ -105,3 +105,19 @@ def test_completeness_and_token_view(tmp_path):
     png_ok(tmp_path / "tok.png", min_px=100)
     html = (tmp_path / "tok.html").read_text()
     assert html.count("<span") == 8 and "rgba(214,38,40,1.00)" in html and "title='-0.2500'" in html
+
+
+def test_pruning_strips_for_a_single_fraction(tmp_path):
+    from .test_study import two_dataset_study
+
+    unpruned, pruned = two_dataset_study()
+    table = study.comparisons(unpruned, pruned)
+    fig = plots.pruning_curves(table, tmp_path / "strips.png")  # one fraction: strips, not curves
+    png_ok(tmp_path / "strips.png")
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[0] == "own · nig_top" and "loo · nig_top" in labels and "own · random" in labels
+    row = labels.index("own · random")
+    dots = [c for c in ax.collections if len(c.get_offsets()) == 9]  # one dot per random set
+    assert len(dots) == 1 and np.allclose(dots[0].get_offsets()[:, 1], row)
+    assert any(t.get_text() == "***" for t in ax.texts)

@@ -8,6 +8,7 @@ A dataset is declared in config by ``source`` (an ir_datasets id such as ``cranf
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import re
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+log = logging.getLogger(__name__)
 
 LOCAL_PREFIX = "local:"
 DEFAULT_SPLIT = {"train": 0.0, "attribution": 0.3, "seed": 0}
@@ -202,15 +205,80 @@ def load_ir_datasets(spec: DatasetSpec, doc_ids: set[str] | None = None) -> Coll
     return _finish(spec, queries, docs, qrels)
 
 
+def read_jsonl(path, required=("_id", "text"), name: str | None = None) -> list[dict]:
+    """The JSON objects of a JSON-lines file (blank lines skipped). A line that is not a JSON object, or lacks
+    one of ``required``, raises DataError naming the file and line: "… corpus.jsonl line 7: not valid JSON (…)"."""
+    where = f"dataset '{name}': " if name else ""
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line.rstrip("\r\n"))
+            except json.JSONDecodeError as err:
+                raise DataError(f"{where}{path} line {number}: not valid JSON ({err.msg} at column {err.colno})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{where}{path} line {number}: expected a JSON object, got {type(record).__name__}")
+            missing = [key for key in required if record.get(key) is None]
+            if missing:
+                raise DataError(f"{where}{path} line {number}: no {', '.join(repr(k) for k in missing)} field")
+            out.append(record)
+    return out
+
+
+def read_beir_qrels(path, name: str | None = None) -> pd.DataFrame:
+    """A BEIR qrels TSV (``query-id  corpus-id  score``, header optional) as [qid, doc_id, grade]. A row with a
+    different number of fields than the header (or 3), or a score that is not an integer, raises DataError
+    naming the file and line: "… qrels/test.tsv line 5: 2 fields, expected 3 (query-id, corpus-id, score)"."""
+    where = f"dataset '{name}': " if name else ""
+    rows, width = [], None
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if width is None:  # the first line: a header unless its score field is a number
+                width = len(fields)
+                if width < 3:
+                    raise DataError(f"{where}{path} line {number}: {width} field{'s' * (width != 1)}, expected 3 "
+                                    "tab-separated (query-id, corpus-id, score)")
+                if not re.fullmatch(r"\s*-?\d+\s*", fields[2]):
+                    continue
+            if len(fields) != width:
+                raise DataError(f"{where}{path} line {number}: {len(fields)} field{'s' * (len(fields) != 1)}, "
+                                f"expected {width} tab-separated (query-id, corpus-id, score)")
+            try:
+                grade = int(fields[2])
+            except ValueError:
+                raise DataError(f"{where}{path} line {number}: score {fields[2]!r} is not an integer") from None
+            rows.append((fields[0].strip(), fields[1].strip(), grade))
+    return pd.DataFrame(rows, columns=["qid", "doc_id", "grade"])
+
+
+def drop_dangling_qrels(name: str, qrels: pd.DataFrame, doc_ids) -> pd.DataFrame:
+    """The qrels rows whose document is in ``doc_ids`` (the corpus); the others are dropped with a logged
+    warning with counts: "dataset 'x': 3 qrels rows name 2 documents not in the corpus; ignored"."""
+    known = qrels["doc_id"].isin(set(doc_ids))
+    if known.all():
+        return qrels
+    dangling = qrels.loc[~known, "doc_id"]
+    shown = ", ".join(repr(d) for d in sorted(set(dangling))[:5]) + (", …" if dangling.nunique() > 5 else "")
+    rows, docs = len(dangling), dangling.nunique()
+    log.warning("dataset '%s': %d qrels row%s name%s %d document%s not in the corpus; ignored (%s)", name, rows,
+                "s" * (rows != 1), "s" * (rows == 1), docs, "s" * (docs != 1), shown)
+    return qrels[known].reset_index(drop=True)
+
+
 def load_beir_folder(spec: DatasetSpec) -> Collection:
-    """Load a local BEIR-layout folder: corpus.jsonl {_id,title,text}, queries.jsonl {_id,text}, qrels/<name>.tsv."""
+    """Load a local BEIR-layout folder: corpus.jsonl {_id,title,text}, queries.jsonl {_id,text}, qrels/<name>.tsv.
+
+    Malformed lines raise DataError naming file and line (:func:`read_jsonl`, :func:`read_beir_qrels`); qrels
+    rows naming documents absent from the corpus are dropped with a warning (:func:`drop_dangling_qrels`).
+    """
     check_source(spec)
     root = spec.local_path
-
-    def read_jsonl(path):
-        with open(path, encoding="utf-8") as fh:
-            return [json.loads(line) for line in fh if line.strip()]
-
     docs = pd.DataFrame(
         [
             (
@@ -218,17 +286,16 @@ def load_beir_folder(spec: DatasetSpec) -> Collection:
                 normalise_text(f"{d.get('title', '')}. {d['text']}" if d.get("title") else d["text"]),
                 normalise_text(d.get("title") or ""),
             )
-            for d in read_jsonl(root / "corpus.jsonl")
+            for d in read_jsonl(root / "corpus.jsonl", name=spec.name)
         ],
         columns=["doc_id", "text", "title"],
     )
     queries = pd.DataFrame(
-        [(str(q["_id"]), normalise_text(q["text"])) for q in read_jsonl(root / "queries.jsonl")], columns=["qid", "text"]
+        [(str(q["_id"]), normalise_text(q["text"])) for q in read_jsonl(root / "queries.jsonl", name=spec.name)],
+        columns=["qid", "text"],
     )
-    raw = pd.read_csv(root / "qrels" / f"{spec.beir_qrels}.tsv", sep="\t", dtype=str)
-    if raw.shape[1] < 3:
-        raise DataError(f"dataset '{spec.name}': qrels/{spec.beir_qrels}.tsv needs 3 columns (query-id, corpus-id, score)")
-    qrels = pd.DataFrame({"qid": raw.iloc[:, 0], "doc_id": raw.iloc[:, 1], "grade": raw.iloc[:, 2].astype(int)})
+    qrels = read_beir_qrels(root / "qrels" / f"{spec.beir_qrels}.tsv", name=spec.name)
+    qrels = drop_dangling_qrels(spec.name, qrels, docs["doc_id"])
     return _finish(spec, queries, docs, qrels)
 
 

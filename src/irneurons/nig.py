@@ -696,14 +696,16 @@ def attribute(
     device: str | torch.device | None = None,
     bf16: bool = False,
     progress: bool = True,
+    max_query_share: float | None = None,
 ) -> dict[str, np.ndarray]:
     """NIG for (query, passage) pairs: tokenizes as the re-ranker does, then :func:`attribute_ids`.
 
-    Pairs are padded to the longest pair (≤ ``max_length``), passages truncated first.
+    Pairs are padded to the longest pair (≤ ``max_length``); queries over their budget are cut first
+    (:func:`irneurons.model.truncate_queries`, ``max_query_share`` None = the tokenizer's policy), then passages.
     """
     if len(queries) != len(passages):
         raise ValueError(f"{len(queries)} queries but {len(passages)} passages")
-    enc = encode(tokenizer, queries, passages, max_length)  # exactly as the re-ranker tokenizes
+    enc = encode(tokenizer, queries, passages, max_length, max_query_share=max_query_share)  # as the re-ranker does
     return attribute_ids(
         model, enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"),
         cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id, pad_id=tokenizer.pad_token_id,

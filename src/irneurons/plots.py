@@ -130,9 +130,12 @@ def pruning_curves(table: pd.DataFrame, path, *, measure: str = "nDCG@10", dpi: 
     the mean over their sets with a ±1 sd band; markers starred where the (unadjusted, exploratory) t-test vs
     unpruned has p < 0.05 — the confirmatory tests are in the claims table.
 
-    ``table``: :func:`irneurons.study.comparisons` rows (only comparison == "unpruned" is used).
+    ``table``: :func:`irneurons.study.comparisons` rows (only comparison == "unpruned" is used). With a single
+    fraction in the grid the figure is :func:`pruning_strips` instead (a curve needs two points).
     """
     vs = table[table["comparison"] == "unpruned"].copy()
+    if vs["fraction"].nunique() == 1:
+        return pruning_strips(table, path, measure=measure, dpi=dpi)
     vs["family"] = vs["strategy"]
     panels = list(dict.fromkeys(zip(vs["dataset"], vs["target"])))
     ncols = min(3, len(panels))
@@ -171,6 +174,56 @@ def pruning_curves(table: pd.DataFrame, path, *, measure: str = "nDCG@10", dpi: 
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     fig.suptitle("Pruning: random sets = mean ± 1 sd over sets; * p < 0.05 vs unpruned (unadjusted)", y=1.01)
+    fig.tight_layout()
+    return _save(fig, path, dpi)
+
+
+def scheme_label(scheme: str, dataset: str) -> str:
+    """``own`` for the evaluated dataset's own set, ``loo`` for its leave-one-out set, else the scheme."""
+    return "own" if scheme == dataset else "loo" if scheme == f"loo-{dataset}" else scheme
+
+
+def pruning_strips(table: pd.DataFrame, path, *, measure: str = "nDCG@10", dpi: int = 150):
+    """ΔnDCG@10 of every pruned set vs unpruned, one panel per (dataset, target, fraction), one row per
+    (scheme, strategy): single sets as large markers starred by their (unadjusted) t-test p, null sets as
+    one small dot per set with their mean ± sd."""
+    vs = table[table["comparison"] == "unpruned"].copy()
+    vs["row"] = [f"{scheme_label(r.scheme, r.dataset)} · {r.strategy}" for r in vs.itertuples()]
+    panels = list(dict.fromkeys(zip(vs["dataset"], vs["target"], vs["fraction"])))
+    rows = sorted(set(vs["row"]), key=lambda r: (r.split(" · ")[0] != "own", r.split(" · ")[0],
+                                                  list(STRATEGY_STYLE).index(r.split(" · ")[1])
+                                                  if r.split(" · ")[1] in STRATEGY_STYLE else 99))
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 0.32 * len(rows) + 1.6), squeeze=False,
+                             sharey=True)
+    y = {r: i for i, r in enumerate(rows)}
+    for ax, (dataset, target, fraction) in zip(axes.flat, panels):
+        sub = vs[(vs["dataset"] == dataset) & (vs["target"] == target) & (vs["fraction"] == fraction)]
+        for row, g in sub.groupby("row"):
+            strategy = row.split(" · ")[1]
+            color, marker = STRATEGY_STYLE.get(strategy, ("black", "x"))
+            if strategy.startswith("random"):
+                ax.scatter(g["delta"], np.full(len(g), y[row]), s=14, color=color, alpha=0.7, zorder=3)
+                sd = g["delta"].std(ddof=1) if len(g) > 1 else 0.0
+                ax.errorbar(g["delta"].mean(), y[row], xerr=sd, fmt="|", color="black", ms=12, capsize=3, zorder=4)
+            else:
+                ax.scatter(g["delta"], [y[row]], s=60, color=color, marker=marker, zorder=4)
+                stars = _stars(g["t_p"].iloc[0])
+                if stars:
+                    ax.annotate(stars, (g["delta"].iloc[0], y[row]), textcoords="offset points", xytext=(6, -3),
+                                fontsize=9)
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_yticks(range(len(rows)), rows)
+        ax.set_ylim(len(rows) - 0.5, -0.5)
+        ax.grid(axis="x", alpha=0.3)
+        unit = UNIT_LABEL.get(target.split("-")[0], target)
+        ax.set_title(f"{dataset}: {100 * fraction:g} % of {unit}" + (f" ({target.split('-', 1)[1]} tokens)"
+                                                                   if "-" in target else ""))
+        ax.set_xlabel(f"Δ{measure} vs unpruned")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle("Pruning: each dot a random set (bar: mean ± 1 sd); * p < 0.05 vs unpruned (unadjusted)", y=1.02)
     fig.tight_layout()
     return _save(fig, path, dpi)
 

@@ -17,15 +17,17 @@ from .model import encode, relevance
 
 
 def token_attributions(model, tokenizer, queries, passages, *, pair_ids, labels, baseline: str = "pad_query_passage",
-                       target: str = "auto", steps: int = 32, max_length: int = 128) -> pd.DataFrame:
+                       target: str = "auto", steps: int = 32, max_length: int = 128,
+                       max_query_share: float | None = None) -> pd.DataFrame:
     """One row per real token of each pair: pair_id, label, f_x, f_baseline, delta, position, token, part,
-    attribution (IG summed over the embedding dimension)."""
+    attribution (IG summed over the embedding dimension). Pairs are encoded as the re-ranker encodes them
+    (queries cut by :func:`irneurons.model.truncate_queries`; ``max_query_share`` None = the tokenizer's policy)."""
     from captum.attr import LayerIntegratedGradients
 
     model.eval()
     rows = []
     for pid, label, q, p in zip(pair_ids, labels, queries, passages):
-        enc = encode(tokenizer, [q], [p], max_length)
+        enc = encode(tokenizer, [q], [p], max_length, max_query_share=max_query_share)
         parts = nig.token_parts(enc["input_ids"], enc.get("token_type_ids"), enc["attention_mask"],
                                 tokenizer.cls_token_id, tokenizer.sep_token_id)
         base = nig.baseline_ids(enc["input_ids"], parts, tokenizer.pad_token_id, baseline)
