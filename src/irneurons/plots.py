@@ -65,13 +65,13 @@ def layer_distribution(table: pd.DataFrame, path, *, part: str = "total", dpi: i
                        label=f"{scheme} ({int(g['count'].iloc[0])})")
             frac = sub["fraction"].iloc[0] if len(sub) else float("nan")
             ax.axhline(100 * frac, color="black", lw=0.8, ls="--")
-            ax.set_title(f"{UNIT_LABEL.get(unit, unit)}, {CLASS_LABEL.get(cls, cls)}")
+            ax.set_title(f"top {100 * frac:g} % of {UNIT_LABEL.get(unit, unit)}, {CLASS_LABEL.get(cls, cls)}")
             ax.set_ylabel("% of the layer's units selected")
             ax.set_xlabel("layer")
             ax.set_xticks(sorted(sub["layer"].unique()))
             if j == len(classes) - 1:
                 ax.legend(title="scheme (units)", loc="upper left", bbox_to_anchor=(1.01, 1))
-    fig.suptitle(f"Where the top {100 * frac:g} % units sit (part: {part}; dashed: uniform share)", y=1.02)
+    fig.suptitle(f"Where the top units sit (part: {part}; dashed: the share a uniform choice would give)", y=1.02)
     fig.tight_layout()
     return _save(fig, path, dpi)
 
