@@ -101,7 +101,7 @@ ONE_JOB = """
 import json, sys, torch
 from irneurons import model as M
 from irneurons.prune import pruned_scores_many
-a = json.loads(sys.argv[1])
+a = json.loads(sys.stdin.read())
 torch.set_num_threads(a["threads"])
 net, tok = M.load_cross_encoder(a["model"], num_labels=1, device=M.resolve_device())
 pruned_scores_many(net, tok, a["queries"], a["passages"], [{"ffn": [tuple(u) for u in s]} for s in a["sets"]],
@@ -118,7 +118,7 @@ def many_masks(args, net, tok, queries, passages, ffn, count, opts):
         payload = json.dumps({"model": args.model, "queries": queries, "passages": passages, "sets": job_sets,
                               "opts": opts, "threads": threads})
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", ONE_JOB, payload], check=True, capture_output=True)
+        subprocess.run([sys.executable, "-c", ONE_JOB], input=payload, text=True, check=True, capture_output=True)
         return time.perf_counter() - start
 
     one_job = job(sets)
