@@ -70,7 +70,8 @@ def pruning_grid(key):
 
 def pruning_jobs():
     """Every pruning job of the config as dicts: dataset, target (ffn, ffn-<part>, head), unit_type, scheme
-    (self / loo resolved per dataset), strategy, fraction, n_sets (1, or the number of random sets)."""
+    (self / loo resolved per dataset), strategy, fraction, n_sets (1, or the number of random sets).
+    """
     cfg = config["pruning"]
     jobs = {}
     for unit_type, key in (("ffn", "ffn"), ("head", "heads")):
@@ -126,7 +127,9 @@ def selection_sets(wildcards):
 
 def pruning_outputs(dataset):
     pattern = f"{RESULTS}/pruning/{dataset}/{{target}}/{{scheme}}/{{strategy}}/{{fraction}}.json"
-    return [pattern.format(**job) for job in pruning_jobs() if job["dataset"] == dataset]
+    return [
+        pattern.format(**job) for job in pruning_jobs() if job["dataset"] == dataset
+    ]
 
 
 def write_selection_job(input, output, params, wildcards):
@@ -150,6 +153,15 @@ def eval_options(wc):
     """How a dataset's runs are evaluated: binary measures count gain >= its relevant_min_grade."""
     spec = irdata.DatasetSpec.from_config(wc.dataset, config["datasets"][wc.dataset])
     return {"relevance_level": spec.relevant_min_grade}
+
+
+def summary_fractions():
+    """{unit_type: fractions} the stability and OOD tables report: the pruning grid's and the figures'."""
+    cfg, fig = config["pruning"], config["figures"]
+    return {
+        "ffn": sorted({*cfg["ffn"]["fractions"], fig["fraction"]}),
+        "head": sorted({*cfg["heads"]["fractions"], fig["head_fraction"]}),
+    }
 
 
 def claim_fraction():
@@ -258,9 +270,7 @@ def check_inputs():
                         )
                 except ValueError as err:
                     raise irdata.DataError(f"pruning.{key}.schemes: {err}") from None
-                if kind == "ood" and not (
-                    {"in_domain", "ood"} <= set(ROLES.values())
-                ):
+                if kind == "ood" and not ({"in_domain", "ood"} <= set(ROLES.values())):
                     raise irdata.DataError(
                         f"pruning.{key}.schemes: scheme 'ood' needs an in_domain and an ood dataset"
                     )

@@ -29,7 +29,9 @@ if config["model"]["finetune"]:
             model=config["model"],
             finetune=config["finetune"],
             relevant_min_grade={
-                d: irdata.DatasetSpec.from_config(d, config["datasets"][d]).relevant_min_grade
+                d: irdata.DatasetSpec.from_config(
+                    d, config["datasets"][d]
+                ).relevant_min_grade
                 for d in IN_DOMAIN
             },
             seed=SEED,

@@ -73,17 +73,7 @@ rule stability:
         shards_per_dataset=len(shard_ids()),
         stability=config["stability"],
         standardise=config["pruning"]["score"]["standardise"],
-        fractions={
-            "ffn": sorted(
-                {*config["pruning"]["ffn"]["fractions"], config["figures"]["fraction"]}
-            ),
-            "head": sorted(
-                {
-                    *config["pruning"]["heads"]["fractions"],
-                    config["figures"]["head_fraction"],
-                }
-            ),
-        },
+        fractions=summary_fractions(),
         seed=SEED,
     script:
         "../scripts/stability.py"
@@ -106,17 +96,7 @@ rule neuron_sets_summary:
     params:
         code=code_version("select"),
         score=config["pruning"]["score"],
-        fractions={
-            "ffn": sorted(
-                {*config["pruning"]["ffn"]["fractions"], config["figures"]["fraction"]}
-            ),
-            "head": sorted(
-                {
-                    *config["pruning"]["heads"]["fractions"],
-                    config["figures"]["head_fraction"],
-                }
-            ),
-        },
+        fractions=summary_fractions(),
         datasets=DATASETS,
         roles=ROLES,
     script:
