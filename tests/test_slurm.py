@@ -56,8 +56,8 @@ def snakemake(workdir: Path, *args):
     return proc
 
 
-LOCAL_RULES = {"all", "select_units", "pruning_table", "figure_tables", "plot_layers", "plot_overlap", "plot_pruning",
-               "plot_completeness", "plot_tokens", "tables_report"}
+LOCAL_RULES = {"all", "select_units", "pruning_table", "claims", "figure_tables", "plot_layers", "plot_overlap",
+               "plot_pruning", "plot_completeness", "plot_tokens", "tables_report"}
 
 
 def sacct_jobs() -> list[dict]:
