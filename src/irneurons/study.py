@@ -99,6 +99,12 @@ def comparisons(unpruned: dict[str, dict], pruned: list[dict], measure: str = ME
     records: dict[tuple, dict[str, dict]] = {}
     for rec in pruned:
         records.setdefault(tuple(rec[k] for k in KEY), {})[rec["strategy"]] = rec
+    # uniform random sets depend only on the count: index them once for schemes that have none of their own
+    random_by_count: dict[tuple, dict] = {}
+    for key, strategies in sorted(records.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        if "random" in strategies:
+            d, t, _, f = key
+            random_by_count.setdefault((d, t, f, strategies["random"]["count"]), strategies["random"])
     for key, strategies in sorted(records.items(), key=lambda kv: tuple(map(str, kv[0]))):
         base = dict(zip(KEY, key))
         ref = per_query(unpruned[base["dataset"]], measure)
@@ -114,11 +120,7 @@ def comparisons(unpruned: dict[str, dict], pruned: list[dict], measure: str = ME
                     continue
                 comparator = strategies.get(null)
                 if comparator is None and null == "random":
-                    comparator = next((r for k2, s2 in sorted(records.items(), key=lambda kv: tuple(map(str, kv[0])))
-                                       for n2, r in s2.items()
-                                       if n2 == "random" and r["count"] == rec["count"]
-                                       and all(k2[KEY.index(c)] == base[c] for c in ("dataset", "target", "fraction"))),
-                                      None)
+                    comparator = random_by_count.get((base["dataset"], base["target"], base["fraction"], rec["count"]))
                 if comparator is None or comparator["count"] != rec["count"]:
                     continue
                 test = null_test(per_query(rec, measure), set_values(comparator, measure), ref)
