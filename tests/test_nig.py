@@ -342,18 +342,21 @@ def test_nan_names_the_pair():
 
 
 def test_unsupported_architecture():
-    cfg = DistilBertConfig(vocab_size=40, dim=16, n_layers=1, n_heads=2, hidden_dim=24, max_position_embeddings=32)
-    model = DistilBertForSequenceClassification(cfg)
-    with pytest.raises(ValueError, match="distilbert.*encoder.layer"):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from irneurons import architectures
+
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=40, n_embd=16, n_layer=1, n_head=2, n_positions=32))
+    with pytest.raises(architectures.UnsupportedArchitecture, match=r"'gpt2' is not supported.*supported: bert, "):
         units.layout(model)
-    with pytest.raises(ValueError, match="distilbert"):
+    with pytest.raises(ValueError, match="gpt2"):
         run(model, "riemann_right", 2)
 
 
 def test_hooks_must_fire():
     rec = units.UnitRecorder(tiny_bert(1))
     with pytest.raises(RuntimeError, match="did not fire"):
-        rec.tensors()
+        rec.check_fired()
 
 
 def _bypassing_bert():

@@ -41,7 +41,7 @@ import contextlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -50,15 +50,13 @@ import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as Fn
 from torch import nn
 
-from .model import TARGETS, encode, relevance, resolve_device, resolve_target  # noqa: F401  (re-exported)
+from .model import TARGETS, relevance, resolve_device, resolve_target  # noqa: F401  (re-exported)
+from .rankers import RankerSpec, answer_ids, encode_pairs, model_kwargs, relevance_rows, spec_of
+from .rankers import pad_id as rankers_pad_id
 from .numerics import resolve_bf16
-from .units import EmbeddingOverride, UnitRecorder, layout
+from .parts import BASELINES, CLS, N_PARTS, PAD, PART_NAMES, PASSAGE, QUERY, SEP1, SEP2, baseline_ids, token_parts  # noqa: F401
+from .units import SLOTS, EmbeddingOverride, UnitRecorder, layout
 
-PART_NAMES = ("cls", "query", "sep1", "passage", "sep2", "pad")
-N_PARTS = len(PART_NAMES)
-CLS, QUERY, SEP1, PASSAGE, SEP2, PAD = range(N_PARTS)
-
-BASELINES = ("pad_query", "pad_query_passage", "pad_all")
 ESTIMATORS = ("riemann_right", "riemann_left", "trapezoid", "gauss_legendre", "captum_riemann_right")
 
 #: Default memory budget, rows × tokens per forward: 32 rows of 128 tokens on CPU (MiniLM-L6 peaks
@@ -99,68 +97,6 @@ MAX_BAD_SHARE = 0.25
 
 class NonFiniteAttributionError(FloatingPointError):
     """A NaN or infinity appeared in an attribution."""
-
-
-# --------------------------------------------------------------------------- token parts, baselines
-
-
-def token_parts(
-    input_ids: torch.Tensor,
-    token_type_ids: torch.Tensor | None,
-    attention_mask: torch.Tensor,
-    cls_id: int,
-    sep_id: int,
-) -> torch.Tensor:
-    """Part index per token, [B, T] long: 0 CLS, 1 query, 2 SEP₁, 3 passage, 4 SEP₂, 5 pad.
-
-    Reads the special tokens, not ``token_type_ids`` (RoBERTa has none): SEP₁ is the first run of
-    consecutive separators (one ``[SEP]`` in BERT, ``</s></s>`` in RoBERTa), SEP₂ the last separator;
-    a separator inside the passage counts as passage. Tokens masked out are pad.
-    """
-    del token_type_ids  # accepted for the call convention; separators are more robust
-    ids = input_ids.detach().cpu().numpy()
-    mask = attention_mask.detach().cpu().numpy().astype(bool)
-    parts = np.full(ids.shape, PAD, dtype=np.int64)
-    for b in range(ids.shape[0]):
-        real = np.flatnonzero(mask[b])
-        if real.size == 0:
-            continue
-        seps = real[ids[b, real] == sep_id]
-        if real[0] != 0 or ids[b, 0] != cls_id or seps.size < 2:
-            raise ValueError(
-                f"row {b}: expected '[CLS] query [SEP] passage [SEP]' (cls_id={cls_id}, sep_id={sep_id}), "
-                f"got {seps.size} separators"
-            )
-        first = seps[0]
-        run_end = first  # last index of the first run of separators
-        while run_end + 1 <= real[-1] and ids[b, run_end + 1] == sep_id and mask[b, run_end + 1]:
-            run_end += 1
-        last = seps[-1]
-        if last <= run_end:  # empty passage: '[SEP][SEP]' is SEP₁ then SEP₂
-            run_end = last - 1
-        parts[b, real] = PASSAGE
-        parts[b, 0] = CLS
-        parts[b, 1:first] = QUERY
-        parts[b, first : run_end + 1] = SEP1
-        parts[b, last] = SEP2
-    return torch.from_numpy(parts).to(input_ids.device)
-
-
-def baseline_ids(input_ids: torch.Tensor, parts: torch.Tensor, pad_id: int, baseline: str) -> torch.Tensor:
-    """Token-level baseline x' (same length as the input; pad positions stay pad).
-
-    ``pad_query``: query → [PAD]; ``pad_query_passage``: query and passage → [PAD] (CLS/SEPs kept);
-    ``pad_all``: every token → [PAD], CLS and SEPs included.
-    """
-    if baseline == "pad_query":
-        replace = parts == QUERY
-    elif baseline == "pad_query_passage":
-        replace = (parts == QUERY) | (parts == PASSAGE)
-    elif baseline == "pad_all":
-        replace = torch.ones_like(parts, dtype=torch.bool)
-    else:
-        raise ValueError(f"unknown baseline {baseline!r}; choose one of {BASELINES}")
-    return torch.where(replace, torch.full_like(input_ids, pad_id), input_ids)
 
 
 # --------------------------------------------------------------------------- target
@@ -301,12 +237,15 @@ def _attribution_mode(model: nn.Module):
 
 
 class _Engine:
-    """One model prepared for attribution: hooks, layout, device, dtype."""
+    """One model prepared for attribution: its ranker spec, hooks, layout, device, dtype."""
 
-    def __init__(self, model, target: str, bf16: bool, fast_jvp: bool):
+    def __init__(self, model, spec: RankerSpec, bf16: bool, fast_jvp: bool, answers=None):
         self.model = model
         self.layout = layout(model)
-        self.target = resolve_target(target, int(model.config.num_labels))
+        if spec.kind == "cross_encoder":
+            spec = replace(spec, target=resolve_target(spec.target, int(model.config.num_labels)))
+        self.spec = spec
+        self.answers = answers
         self.device = next(model.parameters()).device
         self.bf16 = bf16
         self.fast_jvp = fast_jvp
@@ -331,8 +270,8 @@ class _Engine:
         """After an armed forward: the override must have replaced the model's own lookup."""
         if not self.embedding.fired:
             raise RuntimeError(
-                "word-embedding hook did not fire: the model's forward bypassed "
-                "base_model.embeddings.word_embeddings, so the interpolation path never entered it"
+                "word-embedding hook did not fire: the model's forward bypassed its word-embedding table, "
+                "so the interpolation path never entered it"
             )
 
     def _autocast(self):
@@ -340,9 +279,14 @@ class _Engine:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
-    def _unit_tangents(self, kwargs: dict, gamma: torch.Tensor, tangent: torch.Tensor) -> list[torch.Tensor]:
-        """∂a/∂α at every unit and residual: a no-grad forward carrying dual numbers (forward-mode
-        AD) with tangent dγ/dα = e(x) − e(x') on the word embeddings.
+    def _scores(self, kwargs: dict, n_streams: int) -> torch.Tensor:
+        with self._autocast():
+            return relevance_rows(self.spec, self.model, kwargs, n_streams, self.answers)
+
+    def _unit_tangents(self, kwargs: dict, gamma: torch.Tensor, tangent: torch.Tensor, n_streams: int) -> dict:
+        """∂v/∂α of every recorded tensor (by ``id`` of the tensor recorded in the graph pass, see
+        :meth:`forward`): a no-grad forward carrying dual numbers (forward-mode AD) with tangent
+        dγ/dα = e(x) − e(x') on the word embeddings.
 
         A separate no-grad pass rather than dual numbers inside the graph-recording forward: with a
         graph, autograd also records every tangent operation (for higher-order derivatives), which
@@ -352,40 +296,44 @@ class _Engine:
         self.recorder.reset()
         with torch.no_grad(), fwAD.dual_level(), jvp_ctx:
             self._arm(fwAD.make_dual(gamma, tangent.to(gamma.dtype)))
-            with self._autocast():
-                self.model(**kwargs)
+            self._scores(kwargs, n_streams)
             self._check_fired()
-            tangents = []
-            for u in self.recorder.tensors():
-                t = fwAD.unpack_dual(u).tangent
-                if t is None:
-                    raise RuntimeError("forward-mode AD lost the tangent before a unit module")
-                tangents.append(t)
+            self.recorder.check_fired()
+            tangents = {}
+            for name in VALUE_SLOTS:
+                for i, u in enumerate(getattr(self.recorder, name)):
+                    if u is None:
+                        continue
+                    t = fwAD.unpack_dual(u).tangent
+                    if t is None:
+                        raise RuntimeError(f"forward-mode AD lost the tangent before {name}[{i}]")
+                    tangents[(name, i)] = t
         self.embedding.value = None
         return tangents
 
-    def forward(self, ids, tt, am, gamma, tangent=None, grad=True):
-        """Batched forward on word embeddings ``gamma``: (F per row, unit tensors, unit tangents | None).
+    def forward(self, kwargs: dict, gamma, n_streams: int = 1, tangent=None, grad=True):
+        """Batched forward on word embeddings ``gamma`` ([S·R, T, E], stream-major): (F per point, recorded
+        tensors {slot: [per layer]}, tangents {(slot, layer): ∂v/∂α} | None).
 
-        With ``grad`` the unit tensors are in the graph, ready for one ``torch.autograd.grad``.
-        With ``tangent`` a forward-mode pass first gives each unit's exact ∂a/∂α.
+        With ``grad`` the recorded tensors are in the graph, ready for one ``torch.autograd.grad``.
+        With ``tangent`` a forward-mode pass first gives each value tensor's exact ∂v/∂α.
         """
-        kwargs = {"input_ids": ids, "attention_mask": am}
-        if tt is not None:
-            kwargs["token_type_ids"] = tt
         gamma = gamma.detach()
-        tangents = None if tangent is None else self._unit_tangents(kwargs, gamma, tangent)
+        tangents = None if tangent is None else self._unit_tangents(kwargs, gamma, tangent, n_streams)
         self.recorder.reset()
         with contextlib.nullcontext() if grad else torch.no_grad():
             # The graph starts at the path, not at the (frozen) weights.
             self._arm(gamma.requires_grad_(grad))
-            with self._autocast():
-                logits = self.model(**kwargs).logits
-            scores = target_scores(logits.float() if self.bf16 else logits, self.target)
-            units = self.recorder.tensors()
+            scores = self._scores(kwargs, n_streams)
+            self.recorder.check_fired()
+            recorded = {name: list(getattr(self.recorder, name)) for name in SLOTS}
         self.embedding.value = None
         self._check_fired()
-        return scores, units, tangents
+        return scores, recorded, tangents
+
+
+#: Recorded slots whose values move along the path (their tangents / differences are needed).
+VALUE_SLOTS = ("ffn", "heads", "ffn_rv", "heads_rv", "kv")
 
 
 @dataclass
@@ -431,6 +379,7 @@ class _Accumulator:
             "f_x": np.full(n_pairs, np.nan),
             "f_baseline": np.full(n_pairs, np.nan),
         }
+        self.absact_count = np.zeros((n_pairs, N_PARTS, L))
         self.n_tokens = n_tokens
 
     def add(self, key: str, pairs: np.ndarray, values: torch.Tensor) -> None:
@@ -454,18 +403,24 @@ def _raise_nonfinite(pair: int, key: str, pair_ids: Sequence | None):
 
 @dataclass
 class _Chunk:
-    """Rows of one forward: row r is pair ``rows_pair[r]`` at path point ``alphas[r]``."""
+    """Points of one forward: point r is pair ``rows_pair[r]`` at α = ``alphas[r]``; model rows are the
+    points' streams, stream-major ([S·R, ...])."""
 
     rows_pair: np.ndarray  # [R] pair index
     alphas: np.ndarray  # [R] α
-    slot_pairs: np.ndarray  # [S] distinct pairs of the chunk (sorted)
-    slots: torch.Tensor  # [R] row → slot
-    parts_rows: torch.Tensor  # [R, T] part index per token
-    ids: torch.Tensor
-    tt: torch.Tensor | None
-    am: torch.Tensor
-    gamma: torch.Tensor  # [R, T, E] word embeddings on the path
-    tangent: torch.Tensor  # [R, T, E] dγ/dα = e(x) − e(x')
+    slot_pairs: np.ndarray  # [n] distinct pairs of the chunk (sorted)
+    slots: torch.Tensor  # [R] point → slot
+    n_streams: int
+    parts_rows: torch.Tensor  # [S·R, T] part index per token
+    kwargs: dict  # model inputs of the S·R rows
+    gamma: torch.Tensor  # [S·R, T, E] word embeddings on the path
+    tangent: torch.Tensor  # [S·R, T, E] dγ/dα = e(x) − e(x')
+
+    def tile(self, x):
+        """A per-point tensor / array repeated for every stream (stream-major)."""
+        if isinstance(x, np.ndarray):
+            return np.tile(x, self.n_streams)
+        return x.repeat(self.n_streams, *([1] * (x.dim() - 1)))
 
 
 def _chunk_rows(eng, data, rows_pair: np.ndarray, alphas: np.ndarray) -> _Chunk:
@@ -475,119 +430,178 @@ def _chunk_rows(eng, data, rows_pair: np.ndarray, alphas: np.ndarray) -> _Chunk:
     width = int(data["lengths"][slot_pairs].max())
     dev = eng.device
     pick = torch.as_tensor(slot_pairs)
-
-    def take(name):
-        return None if data[name] is None else data[name][pick, :width].to(dev)
-
-    ids, base, parts = take("input_ids"), take("baseline_ids"), take("parts")
-    e_x, e_b = eng.embed(ids), eng.embed(base)
+    S = data["input_ids"].shape[1]
     slots = torch.as_tensor(slots_np, device=dev)
-    alpha = torch.as_tensor(alphas, dtype=e_x.dtype, device=dev)[:, None, None]
-    delta = (e_x - e_b)[slots]
-    tt = take("token_type_ids")
+
+    def rows(name):
+        """[n, S, T] of the chunk's pairs → [S·R, T], stream-major."""
+        if data[name] is None:
+            return None
+        x = data[name][pick, :, :width].to(dev)[slots]  # [R, S, T]
+        return x.transpose(0, 1).reshape(S * len(rows_pair), width)
+
+    ids, base = rows("input_ids"), rows("baseline_ids")
+    e_x, e_b = eng.embed(ids), eng.embed(base)
+    alpha = torch.as_tensor(np.tile(alphas, S), dtype=e_x.dtype, device=dev)[:, None, None]
+    delta = e_x - e_b
     return _Chunk(
-        rows_pair=rows_pair, alphas=alphas, slot_pairs=slot_pairs, slots=slots, parts_rows=parts[slots],
-        ids=ids[slots], tt=None if tt is None else tt[slots], am=take("attention_mask")[slots],
-        gamma=e_b[slots] + alpha * delta,  # γ(α) = e(x') + α (e(x) − e(x'))
+        rows_pair=rows_pair, alphas=alphas, slot_pairs=slot_pairs, slots=slots, n_streams=S,
+        parts_rows=rows("parts"), kwargs=model_kwargs(eng.spec, ids, rows("attention_mask"), rows("token_type_ids")),
+        gamma=e_b + alpha * delta,  # γ(α) = e(x') + α (e(x) − e(x'))
         tangent=delta,
     )
 
 
-def _record_endpoints(eng, acc: _Accumulator, ch: _Chunk, scores: torch.Tensor, units: list) -> None:
-    """F at α = 0 / 1 rows, and Σ |activation| at α = 1 rows (divided by counts in _finish)."""
+def _row_parts(ch: _Chunk, value: torch.Tensor, sel=None) -> torch.Tensor:
+    """Part per token of a recorded tensor's rows: the input's parts, or (decoder positions) the suffix slot."""
+    parts = ch.parts_rows if sel is None else ch.parts_rows[sel]
+    if value.shape[1] == parts.shape[1]:
+        return parts
+    return torch.full(value.shape[:2], SEP2, dtype=parts.dtype, device=parts.device)
+
+
+def _record_endpoints(eng, acc: _Accumulator, ch: _Chunk, scores: torch.Tensor, rec: dict) -> None:
+    """F at α = 0 / 1 points, and Σ |activation| at α = 1 rows (divided by counts in _finish)."""
     lay = eng.layout
     for value, key in ((0.0, "f_baseline"), (1.0, "f_x")):
         idx = np.flatnonzero(ch.alphas == value)
         if idx.size:
             acc.arr[key][ch.rows_pair[idx]] = scores.detach()[torch.as_tensor(idx, device=eng.device)].double().cpu().numpy()
-    ones = np.flatnonzero(ch.alphas == 1.0)
+    ones = np.flatnonzero(ch.tile(ch.alphas) == 1.0)
     if ones.size == 0:
         return
     sel = torch.as_tensor(ones, device=eng.device)
     n = len(ch.slot_pairs)
-    reduce = _PartReducer.build(ch.parts_rows[sel], ch.slots[sel], torch.ones(len(ones), dtype=eng.acc_dtype, device=eng.device), n)
-    ffn, heads = [], []
+    slots = ch.tile(ch.slots)[sel]
+    weights = torch.ones(len(ones), dtype=eng.acc_dtype, device=eng.device)
+    reducers = {}
+    ffn, heads, counts = [], [], []
     for layer in range(lay.n_layers):
-        a = units[4 * layer][sel].detach().to(eng.acc_dtype).abs()
+        a = rec["ffn"][layer][sel].detach().to(eng.acc_dtype).abs()
+        parts = _row_parts(ch, a, sel)
+        key = tuple(parts.shape)
+        if key not in reducers:
+            reducers[key] = _PartReducer.build(parts, slots, weights, n)
+        reduce = reducers[key]
         ffn.append(reduce(a))
-        h = units[4 * layer + 2][sel].detach().to(eng.acc_dtype).unflatten(-1, (lay.n_heads, lay.d_head))
+        h = rec["heads"][layer][sel].detach().to(eng.acc_dtype).unflatten(-1, (lay.n_heads, lay.d_head))
         heads.append(reduce(torch.linalg.vector_norm(h, dim=-1)))
+        counts.append(reduce(torch.ones(*a.shape[:2], 1, dtype=eng.acc_dtype, device=eng.device))[..., 0])
     # Pad tokens: not part of the pair, and chunks trim them, so their mean is defined as 0.
     ffn, heads = torch.stack(ffn, dim=2), torch.stack(heads, dim=2)
     ffn[:, PAD], heads[:, PAD] = 0, 0
     acc.add("ffn_absact", ch.slot_pairs, ffn)
     acc.add("heads_absact", ch.slot_pairs, heads)
+    acc.absact_count[ch.slot_pairs] += torch.stack(counts, dim=2).cpu().double().numpy()
 
 
-def _piece_reducer(eng, quad: Quadrature, ch: _Chunk, seg_of_row: np.ndarray, k_of_row: np.ndarray) -> _PartReducer:
-    """Reducer for the integrand pieces of a chunk.
-
-    Node rule: one piece per row, weight w_k. Difference rule: one piece per consecutive row pair
-    (r, r+1), kept only inside a segment (not across pairs or split points), weight 1.
-    """
-    dev = eng.device
-    if quad.is_node_rule:
-        w = torch.as_tensor(quad.weights[k_of_row], dtype=eng.acc_dtype, device=dev)
-        return _PartReducer.build(ch.parts_rows, ch.slots, w, len(ch.slot_pairs))
-    keep = seg_of_row[1:] == seg_of_row[:-1]
-    w = torch.ones(len(keep), dtype=eng.acc_dtype, device=dev)
-    return _PartReducer.build(ch.parts_rows[:-1], ch.slots[:-1], w, len(ch.slot_pairs),
-                              keep=None if keep.all() else torch.as_tensor(keep, device=dev))
-
-
-def _piece(eng, quad: Quadrature, a: torch.Tensor, g: torch.Tensor, t: torch.Tensor | None) -> torch.Tensor:
-    """Integrand pieces of one unit tensor: g ⊙ ȧ (node rule) or g_side ⊙ (a_{r+1} − a_r)."""
+def _piece(eng, quad: Quadrature, value: torch.Tensor, g: torch.Tensor, t: torch.Tensor | None) -> torch.Tensor:
+    """Integrand pieces of one tensor: g ⊙ v̇ (node rule) or g_side ⊙ (v_{r+1} − v_r)."""
     g = g.to(eng.acc_dtype)
     if quad.is_node_rule:
         return g * t.to(eng.acc_dtype)
-    a = a.detach().to(eng.acc_dtype)
+    v = value.detach().to(eng.acc_dtype)
     if quad.grad_side == "right":
         gs = g[1:]
     elif quad.grad_side == "left":
         gs = g[:-1]
     else:
         gs = 0.5 * (g[1:] + g[:-1])
-    return gs * (a[1:] - a[:-1])
+    return gs * (v[1:] - v[:-1])
 
 
-def _accumulate_conductance(eng, acc, quad, ch: _Chunk, units, grads, tangents, seg_of_row, k_of_row) -> None:
+def _cut_terms(eng, layer: int) -> dict[str, list[tuple[str, str]]]:
+    """Per output key, the (value slot, gradient slot) terms of one layer's cuts (see :mod:`irneurons.architectures`)."""
+    memory = [("kv", m) for m in eng.recorder.memory_terms(layer)]
+    return {
+        "ffn": [(("ffn", layer), ("ffn", layer))],
+        "heads": [(("heads", layer), ("heads", layer))],
+        "ffn_resid": [(("ffn_rv", layer), ("ffn_rs", layer))] + [(m, m) for m in memory],
+        "heads_resid": [(("heads_rv", layer), ("heads_rs", layer))] + [(m, m) for m in memory],
+    }
+
+
+def _accumulate_conductance(eng, acc, quad, ch: _Chunk, rec, grads, tangents, seg_of_row, k_of_row) -> None:
     """Conductance of every unit and residual, reduced to [pairs, parts] on the device, layer by
     layer so only one layer's pieces are alive at a time."""
     lay = eng.layout
-    reduce = _piece_reducer(eng, quad, ch, seg_of_row, k_of_row)
+    dev = eng.device
+    n = len(ch.slot_pairs)
+    slots = ch.tile(ch.slots)
+    if quad.is_node_rule:
+        weights = torch.as_tensor(ch.tile(quad.weights[k_of_row]), dtype=eng.acc_dtype, device=dev)
+        keep = None
+    else:
+        segs = np.concatenate([seg_of_row + s * (seg_of_row.max() + 1) for s in range(ch.n_streams)])
+        keep_np = segs[1:] == segs[:-1]
+        weights = torch.ones(len(keep_np), dtype=eng.acc_dtype, device=dev)
+        keep = None if keep_np.all() else torch.as_tensor(keep_np, device=dev)
+        slots = slots[:-1]
+    reducers = {}
+
+    def reducer(value):
+        parts = _row_parts(ch, value)
+        if not quad.is_node_rule:
+            parts = parts[:-1]
+        key = tuple(parts.shape)
+        if key not in reducers:
+            reducers[key] = _PartReducer.build(parts, slots, weights, n, keep=keep)
+        return reducers[key]
+
     out = {"ffn": [], "ffn_resid": [], "heads": [], "heads_resid": []}
-    for i, (a, g) in enumerate(zip(units, grads)):
-        kind = ("ffn", "ffn_resid", "heads", "heads_resid")[i % 4]
-        c = _piece(eng, quad, a, g, None if tangents is None else tangents[i])
-        if kind == "heads":
-            c = c.unflatten(-1, (lay.n_heads, lay.d_head)).sum(-1)
-        elif kind.endswith("resid"):
-            c = c.sum(-1, keepdim=True)
-        reduced = reduce(c)
-        out[kind].append(reduced[..., 0] if kind.endswith("resid") else reduced)
+    for layer in range(lay.n_layers):
+        for key, terms in _cut_terms(eng, layer).items():
+            total = 0
+            for (vslot, vi), (gslot, gi) in terms:
+                value = rec[vslot][vi]
+                c = _piece(eng, quad, value, grads[(gslot, gi)], None if tangents is None else tangents[(vslot, vi)])
+                if key == "heads":
+                    c = c.unflatten(-1, (lay.n_heads, lay.d_head)).sum(-1)
+                elif key.endswith("resid"):
+                    c = c.sum(-1, keepdim=True)
+                reduced = reducer(value)(c)
+                total = total + (reduced[..., 0] if key.endswith("resid") else reduced)
+            out[key].append(total)
     for key, values in out.items():
         acc.add(key, ch.slot_pairs, torch.stack(values, dim=2))
 
 
-def _endpoint_pass(eng, acc, data, todo: list[tuple[int, float]], rows_per_chunk: int) -> None:
+def _gradients(scores: torch.Tensor, rec: dict) -> dict:
+    """∂ΣF/∂t for every recorded tensor that is a gradient slot of a cut, in ONE ``autograd.grad``."""
+    wanted = [(name, i) for name in ("ffn", "heads", "ffn_rs", "heads_rs", "kv")
+              for i, t in enumerate(rec[name]) if t is not None]
+    unique: dict[int, torch.Tensor] = {}
+    for name, i in wanted:
+        unique.setdefault(id(rec[name][i]), rec[name][i])
+    tensors = list(unique.values())
+    grads = dict(zip(unique, torch.autograd.grad(scores.sum(), tensors, allow_unused=True)))
+    out = {}
+    for name, i in wanted:
+        g = grads[id(rec[name][i])]
+        out[(name, i)] = torch.zeros_like(rec[name][i]) if g is None else g
+    return out
+
+
+def _endpoint_pass(eng, acc, data, todo: list[tuple[int, float]], points_per_chunk: int) -> None:
     """No-grad forward at α = 0 / 1 for pairs whose grid lacks those points (F and |activation|)."""
-    for i in range(0, len(todo), rows_per_chunk):
-        part = todo[i : i + rows_per_chunk]
+    for i in range(0, len(todo), points_per_chunk):
+        part = todo[i : i + points_per_chunk]
         ch = _chunk_rows(eng, data, np.array([p for p, _ in part]), np.array([a for _, a in part]))
-        scores, units, _ = eng.forward(ch.ids, ch.tt, ch.am, ch.gamma, grad=False)
-        _record_endpoints(eng, acc, ch, scores, units)
+        scores, rec, _ = eng.forward(ch.kwargs, ch.gamma, ch.n_streams, grad=False)
+        _record_endpoints(eng, acc, ch, scores, rec)
 
 
 def _process_chunk(eng, acc: _Accumulator, quad: Quadrature, data: dict, chunk) -> None:
-    """Forward, ONE backward of Σ F over the chunk's rows (all layers' units at once), reduction."""
+    """Forward, ONE backward of Σ F over the chunk's points (all layers' tensors at once), reduction."""
     rows_pair = np.concatenate([np.full(b - a, p) for p, a, b in chunk])
     k_of_row = np.concatenate([np.arange(a, b) for _, a, b in chunk])
     seg_of_row = np.concatenate([np.full(b - a, s) for s, (_, a, b) in enumerate(chunk)])
     ch = _chunk_rows(eng, data, rows_pair, quad.alphas[k_of_row])
-    scores, units, tangents = eng.forward(ch.ids, ch.tt, ch.am, ch.gamma, ch.tangent if quad.is_node_rule else None)
-    grads = torch.autograd.grad(scores.sum(), units)
-    _accumulate_conductance(eng, acc, quad, ch, units, grads, tangents, seg_of_row, k_of_row)
-    _record_endpoints(eng, acc, ch, scores, units)
+    scores, rec, tangents = eng.forward(ch.kwargs, ch.gamma, ch.n_streams,
+                                        ch.tangent if quad.is_node_rule else None)
+    grads = _gradients(scores, rec)
+    _accumulate_conductance(eng, acc, quad, ch, rec, grads, tangents, seg_of_row, k_of_row)
+    _record_endpoints(eng, acc, ch, scores, rec)
 
 
 def _finish(acc: _Accumulator, param_dtype, pair_ids: Sequence | None) -> dict[str, np.ndarray]:
@@ -597,7 +611,7 @@ def _finish(acc: _Accumulator, param_dtype, pair_ids: Sequence | None) -> dict[s
         bad = np.flatnonzero(~np.isfinite(arr[key]))
         if bad.size:
             _raise_nonfinite(int(bad[0]), key, pair_ids)
-    counts = acc.n_tokens.astype(np.float64)[:, :, None, None]
+    counts = acc.absact_count[:, :, :, None]
     for key in ("ffn_absact", "heads_absact"):
         arr[key] = arr[key] / np.maximum(counts, 1.0)  # sums are 0 where a part is empty
     delta_f = arr["f_x"] - arr["f_baseline"]
@@ -612,15 +626,23 @@ def _finish(acc: _Accumulator, param_dtype, pair_ids: Sequence | None) -> dict[s
     return result
 
 
+def _streams(x: torch.Tensor | None) -> torch.Tensor | None:
+    """[N, T] → [N, 1, T]; [N, S, T] unchanged."""
+    return None if x is None else (x[:, None] if x.dim() == 2 else x)
+
+
 def attribute_ids(
     model: nn.Module,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     token_type_ids: torch.Tensor | None = None,
     *,
-    cls_id: int,
-    sep_id: int,
+    cls_id: int | None = None,
+    sep_id: int | None = None,
     pad_id: int,
+    parts: torch.Tensor | None = None,
+    spec: RankerSpec | None = None,
+    answers: tuple[int, int] | None = None,
     pair_ids: Sequence | None = None,
     baseline: str = "pad_query",
     target: str = "auto",
@@ -632,39 +654,46 @@ def attribute_ids(
     fast_jvp: bool = True,
     progress: bool = True,
 ) -> dict[str, np.ndarray]:
-    """NIG of every FFN neuron and head for tokenized pairs ``[CLS] q [SEP] p [SEP] [PAD]..``.
+    """NIG of every FFN neuron and head for tokenized pairs.
 
-    ``budget``: max rows × tokens per forward (rows = pairs × path points; default
-    :func:`default_budget`); a pair's points may be split over forwards. Moves ``model`` to ``device`` (default: cuda if available). Returns the
-    arrays of :data:`RESULT_DOC`, stacked over pairs. Raises :class:`NonFiniteAttributionError`
-    naming the pair if an attribution is NaN/inf.
+    ``input_ids`` etc. are [N, T] (one stream) or [N, S, T] (S streams; bi-encoders: query, passage).
+    ``parts`` ([N, (S,) T] part slots) default: read ``[CLS] q [SEP] p [SEP]`` from ``cls_id`` / ``sep_id``.
+    ``spec``: the model kind (default: the spec attached to the model, see :mod:`irneurons.rankers`;
+    ``target`` applies to cross-encoders); ``answers``: answer token ids of prompted kinds.
+    ``budget``: max rows × tokens per forward (rows = pairs × path points × streams; default
+    :func:`default_budget`); a pair's points may be split over forwards. Moves ``model`` to ``device``
+    (default: cuda if available). Returns the arrays of :data:`RESULT_DOC`, stacked over pairs. Raises
+    :class:`NonFiniteAttributionError` naming the pair if an attribution is NaN/inf.
     """
     from tqdm.auto import tqdm
 
     dev = resolve_device(device)
     bf16 = resolve_bf16(bf16, dev)  # "auto": bf16 only where the device runs it natively
     model.to(dev)
+    spec = spec or spec_of(model, target)
     quad = quadrature(estimator, steps)
-    n_pairs, width = input_ids.shape
+    ids, am, tt = _streams(input_ids.cpu()), _streams(attention_mask.cpu()), _streams(token_type_ids)
+    n_pairs, n_streams, width = ids.shape
+    if parts is None:
+        if n_streams != 1 or cls_id is None or sep_id is None:
+            raise ValueError("parts are needed for several streams or without cls_id / sep_id")
+        parts = token_parts(ids[:, 0], None, am[:, 0], cls_id, sep_id)
+    parts = _streams(parts.cpu())
     n_points = len(quad.alphas)
     with _attribution_mode(model):
-        eng = _Engine(model, target, bf16, fast_jvp)
-        parts = token_parts(input_ids, token_type_ids, attention_mask, cls_id, sep_id).cpu()
+        eng = _Engine(model, spec, bf16, fast_jvp, answers)
+        base = torch.stack([baseline_ids(ids[:, s], parts[:, s], pad_id, baseline) for s in range(n_streams)], 1)
         data = {
-            "input_ids": input_ids.cpu(),
-            "attention_mask": attention_mask.cpu(),
-            "token_type_ids": None if token_type_ids is None else token_type_ids.cpu(),
-            "baseline_ids": baseline_ids(input_ids.cpu(), parts, pad_id, baseline),
-            "parts": parts,
-            "lengths": attention_mask.sum(1).cpu().numpy(),
+            "input_ids": ids, "attention_mask": am, "token_type_ids": None if tt is None else tt.cpu(),
+            "baseline_ids": base, "parts": parts, "lengths": am.sum(-1).amax(-1).numpy(),
         }
-        n_tokens = np.stack([(parts == p).sum(1).numpy() for p in range(N_PARTS)], axis=1)
+        n_tokens = np.stack([(parts == p).sum((1, 2)).numpy() for p in range(N_PARTS)], axis=1)
         acc = _Accumulator(n_pairs, eng.layout, n_tokens)
-        rows_per_chunk = max((budget or default_budget(dev)) // width, 1)
-        chunks = plan_chunks(n_pairs, n_points, rows_per_chunk, overlap=not quad.is_node_rule)
+        points_per_chunk = max((budget or default_budget(dev)) // (width * n_streams), 1)
+        chunks = plan_chunks(n_pairs, n_points, points_per_chunk, overlap=not quad.is_node_rule)
         missing = [(p, a) for a in (0.0, 1.0) if not np.any(quad.alphas == a) for p in range(n_pairs)]
         with eng.recorder, eng.embedding:
-            _endpoint_pass(eng, acc, data, missing, rows_per_chunk)
+            _endpoint_pass(eng, acc, data, missing, points_per_chunk)
             bar = tqdm(total=n_pairs, desc=f"NIG {estimator}x{steps}", unit="pair", disable=not progress)
             done = 0
             for chunk in chunks:
@@ -697,20 +726,23 @@ def attribute(
     bf16: bool = False,
     progress: bool = True,
     max_query_share: float | None = None,
+    spec: RankerSpec | None = None,
 ) -> dict[str, np.ndarray]:
-    """NIG for (query, passage) pairs: tokenizes as the re-ranker does, then :func:`attribute_ids`.
+    """NIG for (query, passage) pairs: tokenizes as the ranker does (:func:`irneurons.rankers.encode_pairs`,
+    kind from ``spec`` or the model's attached spec), then :func:`attribute_ids`.
 
     Pairs are padded to the longest pair (≤ ``max_length``); queries over their budget are cut first
     (:func:`irneurons.model.truncate_queries`, ``max_query_share`` None = the tokenizer's policy), then passages.
     """
     if len(queries) != len(passages):
         raise ValueError(f"{len(queries)} queries but {len(passages)} passages")
-    enc = encode(tokenizer, queries, passages, max_length, max_query_share=max_query_share)  # as the re-ranker does
+    spec = spec or spec_of(model, target)
+    enc = encode_pairs(spec, tokenizer, queries, passages, max_length, max_query_share)
+    answers = answer_ids(spec, tokenizer) if spec.answers else None
     return attribute_ids(
-        model, enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"),
-        cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id, pad_id=tokenizer.pad_token_id,
-        pair_ids=pair_ids, baseline=baseline, target=target, estimator=estimator, steps=steps,
-        budget=budget, device=device, bf16=bf16, progress=progress,
+        model, enc.input_ids, enc.attention_mask, enc.token_type_ids, parts=enc.parts, spec=spec, answers=answers,
+        pad_id=rankers_pad_id(tokenizer), pair_ids=pair_ids, baseline=baseline, target=target, estimator=estimator,
+        steps=steps, budget=budget, device=device, bf16=bf16, progress=progress,
     )
 
 
