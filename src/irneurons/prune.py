@@ -1,10 +1,11 @@
 """Pruning: zero selected FFN neurons or whole attention heads with forward pre-hooks (weights never change).
 
-FFN neuron (layer l, unit j): input 0 of ``encoder.layer[l].output`` (post-GELU activation) set to 0, for
-every token or only for the tokens of one part (CLS, query, SEP₁, passage, SEP₂). Zeroing post-GELU equals
-zeroing pre-GELU (GELU(0) = 0). Head (layer l, head h): the slice [h·d_head, (h+1)·d_head) of input 0 of
-``encoder.layer[l].attention.output`` (the head's context vectors) set to 0, i.e. the head contributes nothing.
-Hooks live only inside the ``with`` block.
+FFN neuron (layer l, unit j): channel j of the input of layer l's FFN down-projection (the post-activation
+value, or the gated product of a gated MLP; :mod:`irneurons.architectures`) set to 0, for every token or only
+for the tokens of one part slot (:mod:`irneurons.parts`). Head (layer l, head h): the slice
+[h·d_head, (h+1)·d_head) of the input of layer l's attention output projection (the head's context vectors)
+set to 0, i.e. the head contributes nothing. The same hooks serve every architecture and kind; decoder
+positions (T5) count as the suffix slot. Hooks live only inside the ``with`` block.
 """
 
 from __future__ import annotations
@@ -42,9 +43,13 @@ class Pruning:
             self._parts = token_parts(input_ids, token_type_ids, attention_mask, cls_id, sep_id)
 
     def observe(self, tokenizer):
-        """A ``before_forward`` callback for :func:`irneurons.model.score_pairs`: records each batch's parts."""
+        """A ``before_forward`` callback for :func:`irneurons.model.score_pairs`: records each batch's parts
+        (given as ``parts`` by the non-cross-encoder kinds, read from the special tokens otherwise)."""
 
         def callback(enc):
+            if self.part is not None and "parts" in enc:
+                self._parts = enc["parts"]
+                return
             self.set_batch(enc["input_ids"], enc.get("token_type_ids"), enc["attention_mask"],
                            tokenizer.cls_token_id, tokenizer.sep_token_id)
 
@@ -58,7 +63,12 @@ class Pruning:
             return keep
         if self._parts is None:
             raise RuntimeError("part-restricted pruning needs set_batch(...) before the forward pass")
-        at_part = (self._parts.to(x.device) == self.part)[..., None]  # [B, T, 1]
+        parts = self._parts.to(x.device)
+        if parts.shape[1] != x.shape[1]:  # decoder positions: the suffix slot
+            from .parts import SEP2
+
+            parts = torch.full(x.shape[:2], SEP2, dtype=parts.dtype, device=x.device)
+        at_part = (parts == self.part)[..., None]  # [B, T, 1]
         return torch.where(at_part, keep, torch.ones_like(keep))
 
     def _hook(self, channels: torch.Tensor):
@@ -95,8 +105,16 @@ def pruned_scores_many(model, tokenizer, queries, passages, unit_sets, *, part: 
     Returns one score array per set, in input order; each equals :func:`pruned_scores` of that set."""
     from tqdm.auto import tqdm
 
-    from .model import encode_batches, score_batches
+    from .model import encode_batches, score_batches, score_pairs
+    from .rankers import spec_of
 
+    if spec_of(model).kind != "cross_encoder":  # other kinds: scored set by set (no shared tokenisation)
+        out = []
+        for units in tqdm(unit_sets, desc="unit sets", unit="set", disable=not progress or len(unit_sets) < 2):
+            with Pruning(model, ffn=units.get("ffn", ()), heads=units.get("heads", ()), part=part) as pruning:
+                out.append(score_pairs(model, tokenizer, queries, passages, max_length=max_length,
+                                       batch_size=batch_size, bf16=bf16, before_forward=pruning.observe(tokenizer)))
+        return out
     batches = encode_batches(tokenizer, queries, passages, max_length=max_length, batch_size=batch_size)
     out = []
     for units in tqdm(unit_sets, desc="unit sets", unit="set", disable=not progress or len(unit_sets) < 2):
