@@ -12,13 +12,25 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-include: "rules/common.smk"
-include: "rules/data.smk"
-include: "rules/model.smk"
-include: "rules/attribution.smk"
-include: "rules/neurons.smk"
-include: "rules/pruning.smk"
-include: "rules/figures.smk"
+include: "rules/study.smk"
+
+
+MAIN_OUTPUTS = STUDY_OUTPUTS
+COMPANION = companion_config(config)
+
+if COMPANION:
+    # The companion model (config `companion`, e.g. the default's zero-shot bi-encoder) is the same study
+    # imported as a module with its own config: its rules are `companion_*`, its results results/<its name>/.
+
+    module companion:
+        snakefile:
+            "rules/study.smk"
+        config:
+            COMPANION
+
+    use rule * from companion as companion_*
+
+    include: "rules/compare.smk"
 
 
 report: "report/workflow.rst"
@@ -27,10 +39,5 @@ report: "report/workflow.rst"
 rule all:
     default_target: True
     input:
-        f"{RESULTS}/tables/baseline.md",
-        expand(f"{RESULTS}/neurons/{{dataset}}.parquet", dataset=DATASETS),
-        f"{RESULTS}/tables/pruning.md",
-        f"{RESULTS}/tables/stability.csv",
-        f"{RESULTS}/tables/ood_neurons.csv",
-        f"{RESULTS}/tables/claims.md",
-        figure_outputs(),
+        MAIN_OUTPUTS,
+        compare_outputs() if COMPANION else [],

@@ -8,7 +8,15 @@ For each model (MiniLM-L6 with a random 1-logit head; a random 12-layer BERT-bas
   (d) steps for median completeness error ≤ 1 %: riemann_right vs gauss_legendre
   (e) peak RSS (CPU) or max allocated (CUDA), and pairs/s
 
+Section ``arch`` (no download): one row per architecture family (every (model_type, kind) of
+irneurons.testing.TINY_KINDS) on a small random float32 model (default 4 layers, hidden 128, 4 heads,
+d_ff 512, vocab 1000, 8 pairs of 128 tokens with a 16-token query): NIG time per pair per path node in
+floor units, the floor being one plain forward + backward of F to the word-embedding output (override
+hook, no unit hooks) of the rows one NIG forward holds, per point. A family whose gauss_legendre ratio is
+over 2× the BERT cross-encoder's is flagged: it is on a slow path.
+
     python benchmarks/bench_nig.py --pairs 4 --steps 16 --models minilm,bert-base
+    python benchmarks/bench_nig.py --sections arch --threads 2
 """
 
 from __future__ import annotations
@@ -256,6 +264,214 @@ def completeness_steps(model, tokenizer, queries, passages, estimator, candidate
     return None, seen
 
 
+# --------------------------------------------------------------------------- architectures (tiny random models)
+
+
+def arch_model(model_type, kind, layers, hidden, heads, d_ff, vocab, max_len, init=0.02, seed=0):
+    """A small random float32 ranker of ``model_type`` for ``kind``: irneurons.testing.config with a bigger
+    vocabulary and room for ``max_len`` positions, otherwise built as irneurons.testing.build does."""
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    from irneurons import testing
+    from irneurons.rankers import RankerSpec, attach
+
+    hf_logging.set_verbosity_error()
+    cfg = testing.config(model_type, layers=layers, hidden=hidden, heads=heads, d_ff=d_ff, initializer_range=init)
+    cfg.vocab_size = vocab
+    if getattr(cfg, "max_position_embeddings", None) is not None:
+        cfg.max_position_embeddings = max(int(cfg.max_position_embeddings), max_len + 8)
+    torch.manual_seed(seed)
+    factory = {"cross_encoder": AutoModelForSequenceClassification, "bi_encoder": AutoModel,
+               "t5": AutoModelForSeq2SeqLM, "causal_lm": AutoModelForCausalLM}[kind]
+    model = factory.from_config(cfg).to(torch.float32).eval()
+    with torch.no_grad():  # as testing.build: no all-zero padding_idx row (a norm singularity at the baseline)
+        w = units.word_embeddings(model).weight
+        w.copy_(torch.randn(w.shape, generator=torch.Generator().manual_seed(seed)) * init)
+        if model_type == "distilbert" and kind == "cross_encoder":
+            model.pre_classifier.bias += 5.0
+    spec = RankerSpec(kind=kind, answers=("yes", "no") if kind in ("t5", "causal_lm") else None)
+    return attach(model, spec)
+
+
+def arch_batch(model_type, kind, n_pairs, length, q_len, vocab, seed=0):
+    """(ids, mask, token types | None, parts, pad id) [N, S, T] of ``n_pairs`` pairs of ``length`` tokens in
+    all (bi-encoders: both streams together) with ``q_len`` query tokens, content ids random in [5, vocab);
+    special ids and layout as irneurons.testing.batch."""
+    from irneurons import parts as P
+
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(n):
+        return torch.randint(5, vocab, (n,), generator=g).tolist()
+
+    def stack(rows, pad):  # every row is ``width`` long: no padding within a stream
+        width = max(len(r) for r, _ in rows)
+        ids = torch.full((len(rows), width), pad)
+        parts = torch.full((len(rows), width), P.PAD)
+        for i, (r, p) in enumerate(rows):
+            ids[i, : len(r)], parts[i, : len(p)] = torch.tensor(r), torch.tensor(p)
+        return ids, parts
+
+    if kind == "cross_encoder":
+        cls, sep, pad, n_sep = (0, 2, 1, 2) if model_type in ("roberta", "xlm-roberta") else (2, 3, 0, 1)
+        p_len = length - 2 - n_sep - q_len
+        rows = [([cls] + rand(q_len) + [sep] * n_sep + rand(p_len) + [sep],
+                 [P.CLS] + [P.QUERY] * q_len + [P.SEP1] * n_sep + [P.PASSAGE] * p_len + [P.SEP2])
+                for _ in range(n_pairs)]
+        ids, parts = (t[:, None] for t in stack(rows, pad))
+    elif kind == "bi_encoder":
+        pad, p_len = 0, length - q_len - 4
+        width = max(q_len, p_len) + 2
+        q = [([2] + rand(q_len) + [3], [P.CLS] + [P.QUERY] * q_len + [P.SEP1]) for _ in range(n_pairs)]
+        d = [([2] + rand(p_len) + [3], [P.SEP2] + [P.PASSAGE] * p_len + [P.SEP2]) for _ in range(n_pairs)]
+        (qi, qp), (di, dp) = stack(q, pad), stack(d, pad)
+        widen = lambda t, v: torch.nn.functional.pad(t, (0, width - t.shape[1]), value=v)
+        ids = torch.stack([widen(qi, pad), widen(di, pad)], 1)
+        parts = torch.stack([widen(qp, P.PAD), widen(dp, P.PAD)], 1)
+    else:  # prompted: [BOS] prefix query middle passage suffix [EOS]
+        pad = 0
+        head, tail = ([2], []) if kind == "causal_lm" else ([], [1])
+        n_pre, n_mid, n_suf = 8, 4, 6
+        p_len = length - len(head) - len(tail) - n_pre - n_mid - n_suf - q_len
+        rows = [(head + rand(n_pre) + rand(q_len) + rand(n_mid) + rand(p_len) + rand(n_suf) + tail,
+                 [P.CLS] * (len(head) + n_pre) + [P.QUERY] * q_len + [P.SEP1] * n_mid + [P.PASSAGE] * p_len
+                 + [P.SEP2] * (n_suf + len(tail)))
+                for _ in range(n_pairs)]
+        ids, parts = (t[:, None] for t in stack(rows, pad))
+    mask = (parts != P.PAD).long()
+    tt = torch.zeros_like(ids) if model_type in ("bert", "electra") else None
+    return ids, mask, tt, parts, pad
+
+
+def arch_floor_fn(model, ids, am, tt, parts, pad, answers, points, alphas, device):
+    """A closure running ONE plain forward + backward of Σ F to the word-embedding output over ``points`` path
+    points (pairs cycled, α cycled over ``alphas``), stream-major rows as NIG lays them out; the lookup is
+    replaced by the path embeddings with the same override hook NIG uses, and nothing else is hooked."""
+    from dataclasses import replace as dc_replace
+
+    from irneurons.model import resolve_target
+    from irneurons.rankers import model_kwargs, relevance_rows, spec_of
+
+    spec = spec_of(model)
+    if spec.kind == "cross_encoder":
+        spec = dc_replace(spec, target=resolve_target(spec.target, int(model.config.num_labels)))
+    n, S, _ = ids.shape
+    pick = torch.arange(points) % n
+    alpha = torch.as_tensor(np.resize(np.asarray(alphas, dtype=np.float64), points), dtype=torch.float32)
+
+    def rows(x):  # [N, S, T] → [S·R, T], stream-major
+        return None if x is None else x[pick].transpose(0, 1).reshape(S * points, -1).to(device)
+
+    base = torch.stack([nig.baseline_ids(ids[:, s], parts[:, s], pad, "pad_query") for s in range(S)], 1)
+    r_ids, r_base = rows(ids), rows(base)
+    kwargs = model_kwargs(spec, r_ids, rows(am), rows(tt))
+    override = units.EmbeddingOverride(model)
+    with torch.no_grad():
+        e_x, e_b = override.module(r_ids), override.module(r_base)
+    gamma = (e_b + alpha.repeat(S).to(device)[:, None, None] * (e_x - e_b)).detach()
+
+    def run():
+        with nig._attribution_mode(model), override:
+            g = gamma.detach().requires_grad_()
+            override.fired, override.value = False, g  # T5: only the first lookup (the encoder's) is the input's
+            f = relevance_rows(spec, model, kwargs, S, answers)
+            override.value = None
+            if not override.fired:
+                raise RuntimeError("embedding override did not fire")
+            torch.autograd.grad(f.sum(), g)
+
+    return run
+
+
+def clocked(fn, device, clock="wall"):
+    """(seconds, result) of one call: wall time, or this process's CPU time (``cpu``: steadier than wall on a
+    shared machine, but only meaningful with one thread; idle OpenMP threads spin and count)."""
+    gc.collect()
+    sync(device)
+    now = time.process_time if clock == "cpu" else time.perf_counter
+    t0 = now()
+    out = fn()
+    sync(device)
+    return now() - t0, out
+
+
+def arch_rows(args, device):
+    """Print one row per (model_type, kind): floor ms/point, NIG ms/node per estimator, ratio to the floor."""
+    from irneurons import architectures, testing
+
+    estimators = [(e, int(k)) for e, k in (item.split(":") for item in args.arch_estimators.split(","))]
+    if args.arch_types:
+        todo = [tuple(item.split(":")) if ":" in item else (item, testing.TINY_KINDS[item][0])
+                for item in args.arch_types.split(",")]
+    else:
+        todo = [(mt, kind) for mt, kinds in testing.TINY_KINDS.items() for kind in kinds]
+    n, T, rep = args.arch_pairs, args.arch_length, args.arch_repeat
+    print(f"\n=== architectures: random float32, {args.arch_layers} layers, hidden {args.arch_hidden}, "
+          f"{args.arch_heads} heads, d_ff {args.arch_d_ff}, vocab {args.arch_vocab}; {n} pairs × {T} tokens "
+          f"(query {args.arch_query}); budget {args.budget} rows×tokens; {args.arch_clock} time, median of {rep}, "
+          f"interleaved; {torch.get_num_threads()} threads ===")
+    print("floor = one plain fwd+bwd of ΣF to the word-embedding output, per path point (rows of one NIG "
+          "forward); ratio = NIG time per pair per node ÷ floor; units/pair = NIG time per pair ÷ floor")
+    head = f"{'family':34s} {'model_type':11s} {'kind':13s} {'R':>3s} {'floor ms/pt':>11s}"
+    for est, k in estimators:
+        tag = f"{est[:5]}{k}"
+        head += f" | {tag + ' ms/pt':>13s} {'ratio':>6s} {'units/pair':>10s}"
+    print(head)
+    print("-" * len(head))
+    ratios, t_start = {}, time.perf_counter()
+    for model_type, kind in todo:
+        t0 = time.perf_counter()
+        model = arch_model(model_type, kind, args.arch_layers, args.arch_hidden, args.arch_heads, args.arch_d_ff,
+                           args.arch_vocab, T).to(device)
+        ids, am, tt, parts, pad = arch_batch(model_type, kind, n, T, args.arch_query, args.arch_vocab)
+        S, width = ids.shape[1], ids.shape[2]
+        points = max(args.budget // (width * S), 1)  # as nig.attribute_ids: points per forward
+        answers = (testing.YES, testing.NO) if kind in ("t5", "causal_lm") else None
+        alphas = nig.quadrature(*estimators[0]).alphas
+        floor_run = arch_floor_fn(model, ids, am, tt, parts, pad, answers, points, alphas, device)
+        nig_kw = dict(parts=parts, spec=model.irneurons_spec, answers=answers, pad_id=pad, budget=args.budget,
+                      device=device, progress=False)
+
+        def nig_run(est, k):
+            return nig.attribute_ids(model, ids, am, tt, estimator=est, steps=k, **nig_kw)
+
+        floor_run()  # warm-up
+        nig.attribute_ids(model, ids[:1], am[:1], None if tt is None else tt[:1], estimator=estimators[0][0],
+                          steps=2, **{**nig_kw, "parts": parts[:1]})
+        times = {"floor": []} | {e: [] for e, _ in estimators}
+        errs = {}
+        for _ in range(rep):
+            t, _ = clocked(floor_run, device, args.arch_clock)
+            times["floor"].append(t)
+            for est, k in estimators:
+                t, r = clocked(lambda: nig_run(est, k), device, args.arch_clock)
+                times[est].append(t)
+                errs[est] = float(np.median(np.maximum(r["ffn_cut_relerr"], r["heads_cut_relerr"])))
+        floor_pt = float(np.median(times["floor"])) / points
+        family = architectures.architecture(model).family
+        row = f"{family:34s} {model_type:11s} {kind:13s} {points:3d} {floor_pt * 1e3:11.2f}"
+        for est, k in estimators:
+            per_pair = float(np.median(times[est])) / n
+            ratio = per_pair / k / floor_pt
+            ratios[(model_type, kind, est)] = ratio
+            row += f" | {per_pair / k * 1e3:13.2f} {ratio:6.2f} {per_pair / floor_pt:10.1f}"
+        print(row + f"   [{time.perf_counter() - t0:.0f} s; completeness err "
+              + ", ".join(f"{e[:5]} {v:.0e}" for e, v in errs.items()) + "]", flush=True)
+        del model
+        gc.collect()
+    print(f"(arch section: {time.perf_counter() - t_start:.0f} s)")
+    est0 = estimators[0][0]
+    ref = ratios.get(("bert", "cross_encoder", est0))
+    if ref is None:
+        print("no bert cross_encoder row: no reference for the slow-path check")
+        return
+    for (model_type, kind, est), ratio in ratios.items():
+        if est == est0 and ratio > 2 * ref:
+            print(f"WARNING: {model_type} {kind}: {est} costs {ratio:.2f} floor units per node, "
+                  f"{ratio / ref:.1f}× the bert cross-encoder's {ref:.2f}: a slow path")
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -274,16 +490,35 @@ def main():
     ap.add_argument("--completeness-models", default="minilm")
     ap.add_argument("--repeat", type=int, default=2, help="best of N for the NIG and floor timings")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
-    ap.add_argument("--sections", default="a,b,c,d", help="which of a,b,c,d to run ((a) is always run: "
-                    "the others are relative to its NIG time)")
+    ap.add_argument("--sections", default="a,b,c,d,arch", help="which of a,b,c,d,arch to run ((a) runs whenever "
+                    "one of a,b,c,d is asked: they are relative to its NIG time; arch: one row per architecture "
+                    "family, tiny random models)")
+    ap.add_argument("--arch-types", default="", help="model_type[:kind],... for the arch section "
+                    "(default: every kind of irneurons.testing.TINY_KINDS)")
+    ap.add_argument("--arch-estimators", default="gauss_legendre:12,riemann_right:32",
+                    help="estimator:steps,... (the first is the one the slow-path warning checks)")
+    ap.add_argument("--arch-pairs", type=int, default=8)
+    ap.add_argument("--arch-length", type=int, default=128, help="tokens per pair (bi-encoders: both streams)")
+    ap.add_argument("--arch-query", type=int, default=16, help="query tokens per pair")
+    ap.add_argument("--arch-layers", type=int, default=4)
+    ap.add_argument("--arch-hidden", type=int, default=128)
+    ap.add_argument("--arch-heads", type=int, default=4)
+    ap.add_argument("--arch-d-ff", type=int, default=512)
+    ap.add_argument("--arch-vocab", type=int, default=1000)
+    ap.add_argument("--arch-repeat", type=int, default=3, help="median of N for the arch section")
+    ap.add_argument("--arch-clock", choices=("wall", "cpu"), default="wall",
+                    help="arch section timer: wall, or process CPU time (steadier on a shared machine; use it "
+                    "with --threads 1)")
     args = ap.parse_args()
+    sections = set(args.sections.split(","))
     if args.threads:
         torch.set_num_threads(args.threads)
     device = nig.resolve_device(args.device)
     args.budget = args.budget or nig.default_budget(device)
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, pairs {args.pairs}, "
           f"steps {args.steps}, T {args.max_length}, budget {args.budget} rows×tokens")
-    for name, label, model, tok in load_models(args.models.split(","), device):
+    names = args.models.split(",") if args.models and sections & {"a", "b", "c", "d"} else []
+    for name, label, model, tok in (load_models(names, device) if names else ()):
         L = len(units.encoder_layers(model))
         ids, am, tt = encode(tok, args.pairs, args.max_length)
         q = [QUERIES[i % 4] for i in range(args.pairs)]
@@ -316,7 +551,6 @@ def main():
         n = args.ref_pairs
         layers = list(range(L)) if args.captum_layers <= 0 or args.captum_layers >= L else \
             [int(round((i + 0.5) * L / args.captum_layers - 0.5)) for i in range(args.captum_layers)]
-        sections = set(args.sections.split(","))
         if "b" in sections:
             t_cap, _ = timed(lambda: captum_all_layers(model, tok, ids[:n], am[:n], tt[:n], args.steps, device, layers),
                              device)
@@ -346,6 +580,8 @@ def main():
         print(f"(e) process peak RSS so far (ru_maxrss): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
         del model
         gc.collect()
+    if "arch" in sections:
+        arch_rows(args, device)
 
 
 if __name__ == "__main__":

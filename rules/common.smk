@@ -17,6 +17,7 @@ validate(config, schema="../config/schema.yaml")
 from irneurons import data as irdata
 from irneurons import model as irmodel
 from irneurons import select as irselect
+from irneurons.architectures import UnsupportedArchitecture
 from irneurons.provenance import code_version, stamp
 
 RESULTS = f"results/{config['name']}"
@@ -261,6 +262,15 @@ def check_inputs():
             )
         irmodel.resolve_model_source(config["model"]["source"])
         check_hub_model(config["model"]["source"])
+        irmodel.check_supported(config["model"]["source"])
+        kind = config["model"].get("kind") or "auto"
+        if config["model"].get("finetune") and kind not in ("auto", "cross_encoder"):
+            raise irdata.DataError(
+                f"model.finetune fine-tunes cross-encoders; model.kind is {kind}"
+            )
+        for name, cfg in config["datasets"].items():
+            if cfg.get("first_stage") == "dense":
+                irmodel.check_supported(cfg.get("dense_model", irmodel.PYPI_MINILM))
         for key in ("ffn", "heads"):
             for scheme in pruning_grid(key):
                 try:
@@ -274,8 +284,44 @@ def check_inputs():
                     raise irdata.DataError(
                         f"pruning.{key}.schemes: scheme 'ood' needs an in_domain and an ood dataset"
                     )
-    except (irdata.DataError, irmodel.ModelError) as err:
+    except (irdata.DataError, irmodel.ModelError, UnsupportedArchitecture) as err:
         raise WorkflowError(f"irneurons config error: {err}") from None
 
 
 check_inputs()
+
+
+def deep_merge(base, override):
+    """``override`` merged into a copy of ``base``: nested mappings merge key by key, everything else replaces."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def companion_config(cfg):
+    """The companion study's config: the main config with ``companion``'s keys merged over it (None if unset).
+    Its name defaults to ``<name>-companion``; it has no companion of its own."""
+    extra = cfg.get("companion")
+    if not extra:
+        return None
+    merged = deep_merge({k: v for k, v in cfg.items() if k != "companion"}, extra)
+    merged.setdefault("name", f"{cfg['name']}-companion")
+    if merged["name"] == cfg["name"]:
+        raise WorkflowError(
+            "irneurons config error: companion.name must differ from name"
+        )
+    if list(merged["datasets"]) != list(cfg["datasets"]):
+        raise WorkflowError(
+            "irneurons config error: companion must keep the main study's datasets"
+        )
+    merged["companion"] = None
+    return merged
+
+
+def compare_outputs():
+    """The comparison table / figure and every output of the companion study (main workflow only)."""
+    return [*rules.compare_models.output, *rules.companion_study.input]

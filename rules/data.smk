@@ -34,12 +34,13 @@ rule candidates:
     benchmark:
         f"{RESULTS}/benchmarks/candidates/{{dataset}}.tsv"
     conda:
-        "../envs/data.yaml"
+        "../envs/torch.yaml"
+    threads: lambda wc: all_cores() if dataset_cfg(wc).get("first_stage") == "dense" else 1
     resources:
         mem_mb=8000,
         runtime=60,
     params:
-        code=code_version("data", "firststage"),
+        code=code_version("data", "firststage", "scoring", "rankers"),
         spec=dataset_cfg,
         cache=config["ir_datasets"],
     script:

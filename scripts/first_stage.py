@@ -19,6 +19,13 @@ if use_scoreddocs:
     cand = firststage.scoreddocs_candidates(spec.source, queries["qid"], spec.depth)
     needed = set(cand["doc_id"]) | set(qrels["doc_id"])
     docs = data.load_collection(spec, doc_ids=needed).docs
+elif spec.first_stage == "dense":
+    from irneurons import model
+
+    docs = data.load_collection(spec).docs
+    net, tokenizer = model.load_ranker(spec.dense_model, "bi_encoder", device=model.pick_device(snakemake.threads))
+    cand = firststage.dense_candidates(net, tokenizer, docs, queries, spec.depth)
+    docs = docs[docs["doc_id"].isin(set(cand["doc_id"]) | set(qrels["doc_id"]))]
 else:
     docs = data.load_collection(spec).docs
     cand = firststage.bm25_candidates(docs, queries, spec.depth)
@@ -26,4 +33,4 @@ else:
 cand.to_parquet(snakemake.output.candidates, index=False)
 docs.to_parquet(snakemake.output.docs, index=False)
 recall = firststage.recall_at_depth(cand, qrels)
-print(f"{spec.name}: {'scoreddocs' if use_scoreddocs else 'BM25'} top-{spec.depth}, {len(cand)} candidates, recall {recall:.3f}", file=sys.stderr)
+print(f"{spec.name}: {'scoreddocs' if use_scoreddocs else spec.first_stage if spec.first_stage == 'dense' else 'BM25'} top-{spec.depth}, {len(cand)} candidates, recall {recall:.3f}", file=sys.stderr)

@@ -56,7 +56,7 @@ def snakemake(workdir: Path, *args):
     return proc
 
 
-LOCAL_RULES = {"all", "select_units", "pruning_table", "claims", "figure_tables", "plot_layers", "plot_overlap",
+LOCAL_RULES = {"all", "study", "select_units", "pruning_table", "claims", "figure_tables", "plot_layers", "plot_overlap",
                "plot_pruning", "plot_completeness", "plot_tokens", "tables_report"}
 
 

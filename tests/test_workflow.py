@@ -429,3 +429,25 @@ def test_local_beir_folder_with_long_queries_runs_end_to_end(tmp_path):
     unpruned = json.loads((res / "pruning" / "longq" / "unpruned.json").read_text())
     assert set(unpruned["per_query"]) == set(queries.query("split == 'test'")["qid"])
     assert "**exist**" in (res / "tables" / "claims.md").read_text()
+
+
+def test_unsupported_model_type_fails_at_parse_time(tmp_path):
+    from transformers import GPT2Config
+
+    folder = tmp_path / "gpt2-model"
+    GPT2Config(n_layer=1, n_embd=8, n_head=2).save_pretrained(folder)
+    out = _bad(ci_config(model={"source": str(folder), "finetune": False}), tmp_path)
+    assert "irneurons config error: model type 'gpt2' is not supported" in out
+    assert "supported: bert, deberta-v2, distilbert, electra, llama, mistral, modernbert, qwen2, qwen3, roberta, t5" in out
+    assert not (tmp_path / "results").exists()
+
+
+def test_default_plans_the_companion_bi_encoder_and_the_comparison(tmp_path):
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    out = snakemake(tmp_path, "-n", config=cfg).stdout
+    for rule in ("companion_model_reference", "companion_rerank", "companion_attribute", "companion_prune",
+                 "compare_models"):
+        assert f"rule {rule}:" in out
+    assert "rule companion_finetune:" not in out
+    assert "results/default-biencoder/nig/vaswani/shard-0.npz" in out
+    assert "results/default/tables/models.md" in out

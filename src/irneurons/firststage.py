@@ -72,3 +72,15 @@ def recall_at_depth(candidates: pd.DataFrame, qrels: pd.DataFrame) -> float:
         return float("nan")
     found = set(zip(candidates["qid"], candidates["doc_id"]))
     return float(np.mean([(q, d) in found for q, d in zip(rel["qid"], rel["doc_id"])]))
+
+
+def dense_candidates(model, tokenizer, docs: pd.DataFrame, queries: pd.DataFrame, k: int, *, max_length: int = 128,
+                     batch_size: int = 64, bf16="auto") -> pd.DataFrame:
+    """Top-``k`` documents per query by a bi-encoder: exact search over the whole corpus
+    (:func:`irneurons.scoring.dense_retrieve`). Returns columns qid, doc_id, rank (1-based), score."""
+    from .scoring import dense_retrieve
+
+    rows = dense_retrieve(model, tokenizer, dict(zip(queries["qid"], queries["text"])),
+                          dict(zip(docs["doc_id"], docs["text"])), depth=k, max_length=max_length,
+                          batch_size=batch_size, bf16=bf16)
+    return pd.DataFrame(rows, columns=["qid", "doc_id", "score", "rank"])[CANDIDATE_COLUMNS]

@@ -95,6 +95,30 @@ def check_hub_model(repo_id: str, *, network: bool = True, timeout: float = 10.0
     return "hub"
 
 
+def check_supported(ref: str) -> str | None:
+    """Refuse a model whose ``model_type`` has no unit adapter, before any job runs: reads ``config.json`` of a
+    local / PyPI model or of a hub model in the local cache (a hub model not cached yet is checked when loaded).
+    Returns the model type (None when unknown yet); raises
+    :class:`irneurons.architectures.UnsupportedArchitecture` naming it and the supported types."""
+    from .architectures import check_model_type
+
+    source = resolve_model_source(ref)
+    path = Path(source) / "config.json"
+    if not path.is_file():
+        try:
+            import huggingface_hub
+
+            cached = huggingface_hub.try_to_load_from_cache(source, "config.json")
+        except Exception:
+            cached = None
+        if not isinstance(cached, str):
+            return None
+        path = Path(cached)
+    model_type = json.loads(path.read_text()).get("model_type")
+    check_model_type(model_type)
+    return model_type
+
+
 def read_model_ref(path) -> dict:
     """Read the ``model.json`` written by the model rule: {source, num_labels, target, max_length, ...}."""
     with open(path) as fh:

@@ -54,7 +54,8 @@ def embed_texts(model, tokenizer, texts, *, stream: str, max_length: int = 128, 
             if before_forward is not None:
                 before_forward({**kw, "parts": parts.to(device)})
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                emb = embed_rows(spec, model, kw).float()
+                emb = embed_rows(spec, model, kw)
+                emb = emb if emb.dtype == torch.float64 else emb.float()  # float64 models stay float64
             if out is None:
                 out = torch.empty(len(texts), emb.shape[-1], dtype=emb.dtype)
             out[torch.as_tensor(idx)] = emb.cpu()
@@ -99,7 +100,7 @@ def score_pairs_any(model, tokenizer, queries, passages, *, max_length: int = 12
                 before_forward({**kw, "parts": enc.parts[:, 0].to(device)})
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 f = relevance_rows(spec, model, kw, 1, answers)
-            scores[idx] = f.float().double().cpu().numpy()
+            scores[idx] = f.double().cpu().numpy()  # exact from bf16 / fp32; no fp32 rounding of fp64 models
     return scores
 
 

@@ -54,7 +54,7 @@ def config(model_type: str, layers: int = 2, hidden: int = 16, heads: int = 4, d
     """A tiny config of ``model_type`` (vocabulary :data:`VOCAB`, eager attention)."""
     from transformers import AutoConfig
 
-    common = dict(vocab_size=VOCAB, num_labels=1, **extra)
+    common = {"vocab_size": VOCAB, "num_labels": 1, **extra}  # ``extra`` may override the vocabulary
     if model_type == "distilbert":
         cfg = AutoConfig.for_model(model_type, dim=hidden, n_layers=layers, n_heads=heads, hidden_dim=d_ff,
                                    max_position_embeddings=64, pad_token_id=0, **common)

