@@ -19,12 +19,12 @@ VOCAB = 40
 #: model_type → the kinds its tiny model is built for (first: the default kind)
 TINY_KINDS = {
     "bert": ("cross_encoder", "bi_encoder"),
-    "roberta": ("cross_encoder",),
+    "roberta": ("cross_encoder", "bi_encoder"),
     "xlm-roberta": ("cross_encoder",),
     "electra": ("cross_encoder",),
-    "distilbert": ("cross_encoder",),
+    "distilbert": ("cross_encoder", "bi_encoder"),
     "deberta-v2": ("cross_encoder",),
-    "modernbert": ("cross_encoder",),
+    "modernbert": ("cross_encoder", "bi_encoder"),
     "t5": ("t5",),
     "qwen2": ("causal_lm",),
     "qwen3": ("causal_lm",),
