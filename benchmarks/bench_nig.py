@@ -10,7 +10,7 @@ For each model (MiniLM-L6 with a random 1-logit head; a random 12-layer BERT-bas
 
 Section ``arch`` (no download): one row per architecture family (every (model_type, kind) of
 irneurons.testing.TINY_KINDS) on a small random float32 model (default 4 layers, hidden 128, 4 heads,
-d_ff 512, vocab 1000, 8 pairs of 128 tokens with a 16-token query): NIG time per pair per path node in
+d_ff 512, vocab 1000, 4 pairs of 128 tokens with a 16-token query): NIG time per pair per path node in
 floor units, the floor being one plain forward + backward of F to the word-embedding output (override
 hook, no unit hooks) of the rows one NIG forward holds, per point. A family whose gauss_legendre ratio is
 over 2× the BERT cross-encoder's is flagged: it is on a slow path.
@@ -387,7 +387,6 @@ def arch_floor_fn(model, ids, am, tt, parts, pad, answers, points, alphas, devic
 def clocked(fn, device, clock="wall"):
     """(seconds, result) of one call: wall time, or this process's CPU time (``cpu``: steadier than wall on a
     shared machine, but only meaningful with one thread; idle OpenMP threads spin and count)."""
-    gc.collect()
     sync(device)
     now = time.process_time if clock == "cpu" else time.perf_counter
     t0 = now()
@@ -442,12 +441,17 @@ def arch_rows(args, device):
         times = {"floor": []} | {e: [] for e, _ in estimators}
         errs = {}
         for _ in range(rep):
-            t, _ = clocked(floor_run, device, args.arch_clock)
-            times["floor"].append(t)
-            for est, k in estimators:
-                t, r = clocked(lambda: nig_run(est, k), device, args.arch_clock)
-                times[est].append(t)
-                errs[est] = float(np.median(np.maximum(r["ffn_cut_relerr"], r["heads_cut_relerr"])))
+            gc.collect()  # once per round (~0.2 s each), and no collector pauses inside the timings
+            gc.disable()
+            try:
+                t, _ = clocked(floor_run, device, args.arch_clock)
+                times["floor"].append(t)
+                for est, k in estimators:
+                    t, r = clocked(lambda: nig_run(est, k), device, args.arch_clock)
+                    times[est].append(t)
+                    errs[est] = float(np.median(np.maximum(r["ffn_cut_relerr"], r["heads_cut_relerr"])))
+            finally:
+                gc.enable()
         floor_pt = float(np.median(times["floor"])) / points
         family = architectures.architecture(model).family
         row = f"{family:34s} {model_type:11s} {kind:13s} {points:3d} {floor_pt * 1e3:11.2f}"
@@ -497,7 +501,8 @@ def main():
                     "(default: every kind of irneurons.testing.TINY_KINDS)")
     ap.add_argument("--arch-estimators", default="gauss_legendre:12,riemann_right:32",
                     help="estimator:steps,... (the first is the one the slow-path warning checks)")
-    ap.add_argument("--arch-pairs", type=int, default=8)
+    ap.add_argument("--arch-pairs", type=int, default=4,
+                    help="pairs per NIG call in the arch section (8: steadier, twice the time)")
     ap.add_argument("--arch-length", type=int, default=128, help="tokens per pair (bi-encoders: both streams)")
     ap.add_argument("--arch-query", type=int, default=16, help="query tokens per pair")
     ap.add_argument("--arch-layers", type=int, default=4)

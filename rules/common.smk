@@ -304,12 +304,12 @@ def deep_merge(base, override):
 
 def companion_config(cfg):
     """The companion study's config: the main config with ``companion``'s keys merged over it (None if unset).
-    Its name defaults to ``<name>-companion``; it has no companion of its own."""
+    Its ``name`` may hold ``{name}`` (the main name; default ``{name}-companion``); it has no companion of its own."""
     extra = cfg.get("companion")
     if not extra:
         return None
     merged = deep_merge({k: v for k, v in cfg.items() if k != "companion"}, extra)
-    merged.setdefault("name", f"{cfg['name']}-companion")
+    merged["name"] = str(extra.get("name", "{name}-companion")).format(name=cfg["name"])
     if merged["name"] == cfg["name"]:
         raise WorkflowError(
             "irneurons config error: companion.name must differ from name"
