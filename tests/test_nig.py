@@ -530,3 +530,77 @@ def test_attribute_with_real_tokenizer():
     assert r["n_tokens"].sum(1).tolist() == [len(enc["input_ids"][0])] * 2 == [24, 24]
     assert r["ffn_cut_relerr"].max() < 1e-6 and r["heads_cut_relerr"].max() < 1e-6
     assert r["ffn"].shape == (2, nig.N_PARTS, 2, 24) and r["heads"].shape == (2, nig.N_PARTS, 2, 4)
+
+
+# --------------------------------------------------------------------------- chebyshev_lobatto (no forward-mode pass)
+
+
+def test_chebyshev_lobatto_rule_is_exact_on_polynomials():
+    alphas, w, d = nig.chebyshev_lobatto(6)
+    assert alphas[0] == 0 and alphas[-1] == pytest.approx(1) and np.all(np.diff(alphas) > 0)
+    for deg in range(7):  # degree ≤ n: integral and derivative exact
+        f = alphas**deg
+        assert w @ f == pytest.approx(1 / (deg + 1), abs=1e-13)
+        np.testing.assert_allclose(d @ f, deg * alphas ** max(deg - 1, 0) if deg else 0 * f, atol=1e-11)
+
+
+def test_chebyshev_lobatto_oracle_unbatched():
+    """Batched engine vs one unbatched forward/backward per node with ȧ = D a applied by hand."""
+    model, S = tiny_bert(1, seed=1), 6
+    ours = run(model, "chebyshev_lobatto", S, budget=40)
+    alphas, w, d = nig.chebyshev_lobatto(S)
+    ids, am, tt, parts, e_x, e_b = _parts_and_embeddings(model)
+    for layer, block in enumerate(model.bert.encoder.layer):
+        acts, grads = [], []
+        for alpha in alphas:
+            store = {}
+
+            def hook(mod, args):
+                store["in"] = args[0].clone()
+                return (store["in"],) + tuple(args[1:])
+
+            handle = block.output.register_forward_pre_hook(hook)
+            emb = (e_b + alpha * (e_x - e_b)).requires_grad_()
+            f = model(inputs_embeds=emb, token_type_ids=tt, attention_mask=am).logits[:, 0]
+            handle.remove()
+            grads.append(torch.autograd.grad(f.sum(), store["in"])[0])
+            acts.append(store["in"].detach())
+        a, g = torch.stack(acts), torch.stack(grads)  # [n, B, T, D]
+        adot = torch.einsum("ij,j...->i...", torch.as_tensor(d), a)
+        cond = torch.einsum("i,i...->...", torch.as_tensor(w), g * adot)
+        assert_close(ours["ffn"][:, :, layer], _to_parts(cond, parts), rtol=1e-9)
+
+
+@pytest.mark.parametrize("num_labels", [1, 2])
+def test_completeness_chebyshev_lobatto(num_labels):
+    r = run(tiny_bert(num_labels, seed=3), "chebyshev_lobatto", 32)
+    assert np.all(np.abs(r["f_x"] - r["f_baseline"]) > 1e-3)
+    assert r["ffn_cut_relerr"].max() < 1e-6 and r["heads_cut_relerr"].max() < 1e-6
+    gl = run(tiny_bert(num_labels, seed=3), "gauss_legendre", 64)
+    for key in ("ffn", "heads", "ffn_resid", "heads_resid"):
+        assert_close(r[key], gl[key], rtol=1e-6)
+
+
+def test_chebyshev_lobatto_converges_at_high_order():
+    """Error vs steps on a log-log fit: far steeper than the trapezoid rule's second order (measured ≈ −10)."""
+    model = tiny_bert(1, seed=3)
+    ref = run(model, "gauss_legendre", 64)["ffn"]
+    steps = np.array([4, 6, 8, 12, 16])
+
+    def err(estimator, s):
+        return np.abs(run(model, estimator, int(s))["ffn"] - ref).max() / np.abs(ref).max()
+
+    slope = np.polyfit(np.log(steps), np.log([err("chebyshev_lobatto", s) for s in steps]), 1)[0]
+    trap = np.polyfit(np.log(steps), np.log([err("trapezoid", s) for s in steps]), 1)[0]
+    assert slope < -6, slope
+    assert -3 < trap < -1.5, trap  # the difference rule: second order
+
+
+def test_chebyshev_lobatto_budget_and_no_tangent_pass(monkeypatch):
+    model = tiny_bert(1, seed=6)
+    big = run(model, "chebyshev_lobatto", 12, budget=10_000)
+    small = run(model, "chebyshev_lobatto", 12, budget=30)  # whole pairs per chunk even over the budget
+    for key in big:
+        np.testing.assert_allclose(small[key], big[key], rtol=1e-10, atol=1e-12, err_msg=key)
+    monkeypatch.setattr(nig._Engine, "_unit_tangents", lambda *a, **k: pytest.fail("forward-mode pass used"))
+    run(model, "chebyshev_lobatto", 4)
