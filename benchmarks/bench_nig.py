@@ -17,6 +17,13 @@ over 2× the BERT cross-encoder's is flagged: it is on a slow path.
 
     python benchmarks/bench_nig.py --pairs 4 --steps 16 --models minilm,bert-base
     python benchmarks/bench_nig.py --sections arch --threads 2
+    python benchmarks/bench_nig.py --sections cost --threads 2   # after `make run`: the fine-tuned default model
+
+Section ``cost``: on the fine-tuned default model (its Cranfield and Vaswani attribution pairs) and on a
+12-layer BERT-base-sized model, every estimator × steps: cost in floor units per pair (time ÷ one plain
+forward + backward of one path point, measured in the same run), median completeness error (median over
+pairs of the median-over-layers FFN cut error, |ΔF| floored at 0.05 as the pipeline checks), and the Jaccard
+of its top-1 % FFN set with a 64-node gauss_legendre reference; then the cheapest setting reaching 1 % / 0.1 %.
 """
 
 from __future__ import annotations
@@ -262,6 +269,78 @@ def completeness_steps(model, tokenizer, queries, passages, estimator, candidate
         if err <= 0.01:
             return s, seen
     return None, seen
+
+
+# --------------------------------------------------------------------------- cost at equal accuracy (section cost)
+
+
+def cost_pairs(results_dir, per_dataset):
+    """(queries, passages, labels, dataset) of the first ``per_dataset`` // 2 relevant and non-relevant attribution
+    pairs (by pair_id) of every dataset of a finished study."""
+    import pandas as pd
+    from pathlib import Path
+
+    out = []
+    for data in sorted(Path(results_dir, "data").iterdir()):
+        pairs = pd.read_parquet(data / "pairs.parquet").sort_values("pair_id")
+        qs = pd.read_parquet(data / "queries.parquet").set_index("qid")["text"]
+        ds = pd.read_parquet(data / "docs.parquet").set_index("doc_id")["text"]
+        pick = pd.concat([pairs[pairs["label"] == 1].head(per_dataset // 2), pairs[pairs["label"] == 0].head(per_dataset // 2)])
+        out += [(qs[r.qid], ds[r.doc_id], int(r.label), data.name) for r in pick.itertuples()]
+    return out
+
+
+def median_cut_error(r):
+    """Median over pairs of the median-over-layers FFN relative cut error, |ΔF| floored (as the pipeline checks)."""
+    return float(np.median(np.median(nig.floored_cut_relerr(r), axis=1)))
+
+
+def top_set(r, labels, fraction=0.01):
+    """Top ``fraction`` FFN neurons by mean conductance (total over parts) over the relevant pairs."""
+    score = r["ffn"][np.asarray(labels) == 1].sum(1).mean(0).ravel()
+    k = max(1, round(fraction * score.size))
+    return set(np.argsort(-score, kind="stable")[:k].tolist())
+
+
+def cost_rows(label, model, tok, pairs, grids, ref_steps, budget, device, max_length, repeat=1):
+    """Per estimator × steps: seconds per pair, floor units per pair, median cut error, Jaccard of the top-1 % set
+    with a ``ref_steps``-node gauss_legendre reference; then the cheapest setting reaching 1 % and 0.1 %."""
+    q, p, labels = [x[0] for x in pairs], [x[1] for x in pairs], [x[2] for x in pairs]
+    enc = tok(q, p, truncation="only_second", max_length=max_length, padding="longest", return_tensors="pt")
+    ids, am, tt = enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]
+    points = 16
+    t_floor, _ = timed(lambda: floor(model, tok, ids, am, tt, points, budget, device), device, repeat=max(2, repeat))
+    per_point = t_floor / (len(pairs) * points)
+
+    def run(est, steps):
+        return nig.attribute(model, tok, q, p, estimator=est, steps=steps, budget=budget, max_length=max_length,
+                             device=device, progress=False)
+
+    ref = top_set(run("gauss_legendre", ref_steps), labels)
+    print(f"\n=== cost at equal accuracy: {label}: {len(pairs)} pairs, floor {per_point * 1e3:.1f} ms per path point "
+          f"(plain fwd+bwd), reference gauss_legendre × {ref_steps} ===")
+    print(f"{'estimator':18s} {'steps':>5s} {'nodes':>5s} {'s/pair':>8s} {'units':>7s} {'cut err':>9s} {'J top1%':>8s} "
+          f"{'RSS GiB':>7s}")
+    rows = []
+    for est, steps_list in grids:
+        for steps in steps_list:
+            with PeakMemory(device) as mem:
+                t, r = timed(lambda: run(est, steps), device, repeat=repeat)
+            nodes = len(nig.quadrature(est, steps).alphas)
+            row = dict(est=est, steps=steps, nodes=nodes, s_pair=t / len(pairs), units=t / len(pairs) / per_point,
+                       err=median_cut_error(r), jac=len(top_set(r, labels) & ref) / len(top_set(r, labels) | ref),
+                       gib=mem.gib)
+            rows.append(row)
+            print(f"{est:18s} {steps:5d} {nodes:5d} {row['s_pair']:8.2f} {row['units']:7.1f} {row['err']:9.2e} "
+                  f"{row['jac']:8.3f} {row['gib']:6.2f}")
+    for target in (0.01, 0.001):
+        print(f"cheapest to median cut error ≤ {target:.1%}:")
+        for est, _ in grids:
+            ok = [r for r in rows if r["est"] == est and r["err"] <= target]
+            best = min(ok, key=lambda r: r["units"]) if ok else None
+            print(f"    {est:18s} " + (f"{best['units']:6.1f} floor units/pair ({best['steps']} steps, J {best['jac']:.3f})"
+                                       if best else "not reached on the grid"))
+    return rows
 
 
 # --------------------------------------------------------------------------- architectures (tiny random models)
@@ -514,6 +593,13 @@ def main():
     ap.add_argument("--arch-clock", choices=("wall", "cpu"), default="wall",
                     help="arch section timer: wall, or process CPU time (steadier on a shared machine; use it "
                     "with --threads 1)")
+    ap.add_argument("--cost-model", default="results/default/model/hf",
+                    help="section cost: the fine-tuned default model (a finished `make run`)")
+    ap.add_argument("--cost-results", default="results/default", help="section cost: its study (attribution pairs)")
+    ap.add_argument("--cost-pairs", type=int, default=6, help="section cost: attribution pairs per dataset")
+    ap.add_argument("--cost-bert-pairs", type=int, default=2, help="section cost: pairs on the BERT-base-sized model (0 = skip)")
+    ap.add_argument("--cost-grid", default="gauss_legendre:8/12/16/24/32,chebyshev_lobatto:8/12/16/20/24/32,"
+                    "trapezoid:32/64/128,riemann_right:64/128/256", help="section cost: estimator:steps/steps,...")
     args = ap.parse_args()
     sections = set(args.sections.split(","))
     if args.threads:
@@ -587,6 +673,26 @@ def main():
         gc.collect()
     if "arch" in sections:
         arch_rows(args, device)
+    if "cost" in sections:
+        from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+        from irneurons import model as irmodel
+
+        grids = [(est, [int(x) for x in steps.split("/")]) for est, steps in
+                 (g.split(":") for g in args.cost_grid.split(","))]
+        net, tok = irmodel.load_cross_encoder(args.cost_model, device=str(device))
+        pairs = cost_pairs(args.cost_results, args.cost_pairs)
+        cost_rows(f"fine-tuned default model ({args.cost_model})", net, tok, pairs, grids, 64, args.budget, device,
+                  args.max_length)
+        if args.cost_bert_pairs:
+            torch.manual_seed(0)
+            cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                             intermediate_size=3072, num_labels=1, attn_implementation="eager")
+            big = BertForSequenceClassification(cfg).to(device).eval()
+            sub = pairs[: args.cost_bert_pairs // 2] + pairs[len(pairs) // 2 : len(pairs) // 2 + args.cost_bert_pairs // 2]
+            cost_rows("BERT-base-sized (12 layers, random init)", big, tok, sub,
+                      [(e, [x for x in st if x <= 24]) for e, st in grids if not e.startswith("riemann")], 48,
+                      args.budget, device, args.max_length)
 
 
 if __name__ == "__main__":
