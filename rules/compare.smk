@@ -33,8 +33,8 @@ rule compare_models:
         datasets=DATASETS,
         names=[config["name"], COMPANION["name"]],
         kinds=[
-            config["model"].get("kind") or "auto",
-            COMPANION["model"].get("kind") or "auto",
+            "cross_encoder" if cfg["model"]["finetune"] else cfg["model"]["kind"]
+            for cfg in (config, COMPANION)
         ],
         score=config["pruning"]["score"],
         fractions=summary_fractions(),

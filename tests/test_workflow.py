@@ -281,8 +281,20 @@ def test_ci_config_end_to_end(tmp_path):
                  "completeness.png", "tokens_cranfield.png", "tokens_vaswani.html"):
         assert (res / "figures" / name).stat().st_size > 1000, name
     assert "## Pruning" in (res / "tables" / "summary.md").read_text()
-    run("--report", str(tmp_path / "report.html"))
+    # the companion bi-encoder: the same study, zero-shot, beside the cross-encoder
+    comp = tmp_path / "results" / "ci-biencoder"
+    assert not (comp / "model" / "hf").exists() and json.loads((comp / "model" / "model.json").read_text())["kind"] == "bi_encoder"
+    cshard, cmeta = __import__("irneurons.nig", fromlist=["load_shard"]).load_shard(comp / "nig" / "vaswani" / "shard-0.npz")
+    assert cshard["ffn"].shape == (4, 6, 6, 1536) and cmeta["completeness"]["n_pairs"] == 4
+    assert cshard["n_tokens"][:, 1].min() > 0 and cshard["n_tokens"][:, 3].min() > 0  # query and passage passes
+    assert {"exist", "shared"} <= set(pd.read_csv(comp / "tables" / "claims.csv")["claim"])
+    models = pd.read_csv(res / "tables" / "models.csv")
+    assert set(models["dataset"]) == {"cranfield", "vaswani"} and models["jaccard"].between(0, 1).all()
+    assert models.query("unit_type == 'ffn'")["k"].eq(92).all() and (models["layer_matched_p"] > 0).all()
+    assert "ci (cross_encoder) vs ci-biencoder (bi_encoder)" in (res / "tables" / "models.md").read_text() and (res / "figures" / "models_layers.png").stat().st_size > 1000
+    proc = run("--report", str(tmp_path / "report.html"))
     assert (tmp_path / "report.html").stat().st_size > 10_000
+    assert "ERROR/" not in proc.stdout + proc.stderr and "Undefined substitution" not in proc.stdout + proc.stderr
     # a finished run has nothing left to do
     assert "Nothing to be done" in run("-n").stdout
     # reproducible: everything recomputed from scratch (fine-tuning included) gives the same sets and metrics
@@ -293,10 +305,11 @@ def test_ci_config_end_to_end(tmp_path):
     # incremental: a plot-only config key, or an edit of a plotting function, replans only figure jobs
     cfg = ci_config()
     cfg.setdefault("figures", {})["dpi"] = 120
-    assert planned_rules(run("-n", "--quiet", "rules", config=cfg)) == PLOT_RULES | {"all"}
+    companion_plots = {f"companion_{r}" for r in PLOT_RULES - {"plot_tokens"}}  # no token view for bi-encoders
+    assert planned_rules(run("-n", "--quiet", "rules", config=cfg)) == PLOT_RULES | companion_plots | {"compare_models", "all"}
     with open(wf / "src" / "irneurons" / "plots.py", "a") as fh:
         fh.write("\n# an edit of the plotting code\n")
-    assert planned_rules(run("-n", "--quiet", "rules")) == PLOT_RULES | {"all"}
+    assert planned_rules(run("-n", "--quiet", "rules")) == PLOT_RULES | companion_plots | {"all"}
 
 
 def job_count(proc) -> int:
