@@ -24,6 +24,7 @@ def overlap(table_a: pd.DataFrame, table_b: pd.DataFrame, unit_type: str, fracti
             n_random: int = 200, seed: int = 0) -> dict:
     """One row of :func:`overlap_table` (see the module doc)."""
     opts = select.score_options(score)
+    opts.pop("normalise_by")  # one dataset at a time: nothing is fused
     sa, sb = select.scores(table_a, unit_type, **opts), select.scores(table_b, unit_type, **opts)
     if not sa.index.equals(sb.index):
         raise ValueError(f"the two models' {unit_type} units differ (layouts {len(sa)} vs {len(sb)} units)")
