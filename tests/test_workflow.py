@@ -412,6 +412,7 @@ def test_local_beir_folder_with_long_queries_runs_end_to_end(tmp_path):
     cfg["finetune"].update(steps=3, warmup_steps=1, group_size=4)
     cfg["pruning"] = {"depth": 10, "random_sets": 2, "layer_matched_sets": 2, "parts": ["all"],
                       "ffn": {"fractions": [0.01]}, "heads": {"fractions": [0.05], "schemes": {"self": ["nig_top"]}}}
+    cfg["companion"] = None  # one collection: ci's companion asks for loo
     res = tmp_path / "results" / "longq"
     snakemake(tmp_path, "--cores", "2", "results/longq/tables/claims.md", config=cfg)
     from transformers import AutoTokenizer
