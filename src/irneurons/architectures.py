@@ -29,7 +29,7 @@ Nothing outside this module knows an architecture's module names.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from torch import nn
 
@@ -80,7 +80,6 @@ class Architecture:
     head_modules: tuple[str, ...] = ()
     #: the embedding table is also used by a decoder: only its first lookup of a forward is the input's
     first_lookup_only: bool = False
-    kinds: tuple[str, ...] = field(default=("cross_encoder", "bi_encoder"))
 
 
 _POST_LN = Stack(
@@ -103,24 +102,23 @@ DISTILBERT = Architecture(
     "embeddings.word_embeddings", _CE_HEADS,
 )
 
-MODERNBERT = Architecture(
-    "modernbert (pre-LN, gated GLU MLP)",
-    (Stack(
+def _pre_ln_stack(ffn_proj: str, attn_proj: str, mid_norm: str) -> Stack:
+    """A pre-LN block at ``layers``: attention r = block input, s = the stream entering ``mid_norm`` (the FFN's
+    norm); FFN r = that stream, s = the block output."""
+    return Stack(
         path="layers",
-        ffn=Cut("mlp.Wo", Tap("mlp_norm"), Tap("", at="out")),
-        heads=Cut("attn.Wo", Tap("", name="hidden_states"), Tap("mlp_norm")),
-    ),),
-    "embeddings.tok_embeddings", _CE_HEADS,
-)
+        ffn=Cut(ffn_proj, Tap(mid_norm), Tap("", at="out")),
+        heads=Cut(attn_proj, Tap("", name="hidden_states"), Tap(mid_norm)),
+    )
+
+
+MODERNBERT = Architecture("modernbert (pre-LN, gated GLU MLP)", (_pre_ln_stack("mlp.Wo", "attn.Wo", "mlp_norm"),),
+                          "embeddings.tok_embeddings", _CE_HEADS)
 
 PRE_LN_DECODER = Architecture(
     "decoder LLM (pre-LN, gated MLP)",
-    (Stack(
-        path="layers",
-        ffn=Cut("mlp.down_proj", Tap("post_attention_layernorm"), Tap("", at="out")),
-        heads=Cut("self_attn.o_proj", Tap("", name="hidden_states"), Tap("post_attention_layernorm")),
-    ),),
-    "embed_tokens", ("lm_head",), kinds=("causal_lm",),
+    (_pre_ln_stack("mlp.down_proj", "self_attn.o_proj", "post_attention_layernorm"),),
+    "embed_tokens", ("lm_head",),
 )
 
 T5 = Architecture(
@@ -141,7 +139,7 @@ T5 = Architecture(
             prefix="dec",
         ),
     ),
-    "encoder.embed_tokens", ("lm_head",), first_lookup_only=True, kinds=("t5",),
+    "encoder.embed_tokens", ("lm_head",), first_lookup_only=True,
 )
 
 #: ``config.model_type`` → architecture. Each entry is covered by the per-architecture tests.

@@ -18,7 +18,7 @@ and passages to what is left of ``max_length``. Every kind returns an :class:`En
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -68,22 +68,6 @@ class RankerSpec:
     @property
     def n_streams(self) -> int:
         return 2 if self.kind == "bi_encoder" else 1
-
-    @property
-    def part_labels(self) -> tuple[str, ...]:
-        return P.PART_LABELS[self.kind]
-
-    def record(self) -> dict:
-        return {"kind": self.kind, "target": self.target, "prompt": self.prompt,
-                "answers": list(self.answers) if self.answers else None, "pooling": self.pooling,
-                "similarity": self.similarity}
-
-    @classmethod
-    def from_record(cls, record: dict) -> "RankerSpec":
-        answers = record.get("answers")
-        return cls(kind=record.get("kind") or "cross_encoder", target=record.get("target") or "auto",
-                   prompt=record.get("prompt"), answers=tuple(answers) if answers else None,
-                   pooling=record.get("pooling") or "mean", similarity=record.get("similarity") or "cosine")
 
 
 SPEC_ATTR = "irneurons_spec"
@@ -149,7 +133,6 @@ class Encoded:
     token_type_ids: torch.Tensor | None
     parts: torch.Tensor
     truncated_queries: int = 0
-    extra: dict = field(default_factory=dict)
 
     @property
     def n_streams(self) -> int:

@@ -53,17 +53,6 @@ def layer_streams(model: nn.Module) -> list[str]:
     return [b.stack.stream for b in _blocks(model)]
 
 
-def layer_names(model: nn.Module) -> list[str]:
-    """Per layer a display name: ``0..L-1``, or ``enc0.., dec0..`` for encoder–decoders."""
-    counts: dict[str, int] = {}
-    names = []
-    for b in _blocks(model):
-        k = counts.get(b.stack.prefix, 0)
-        counts[b.stack.prefix] = k + 1
-        names.append(f"{b.stack.prefix}{k}")
-    return names
-
-
 def _linear(block: _Block, path: str, model: nn.Module) -> nn.Linear:
     module = A.submodule(block.module, path, f"projection of layer {block.index}", model)
     if not isinstance(module, nn.Linear):
