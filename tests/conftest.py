@@ -90,3 +90,14 @@ def tiny_cross_encoder(layers: int = 2, d_ff: int = 64, seed: int = 0):
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
                      intermediate_size=d_ff, num_labels=1, attn_implementation="eager")
     return BertForSequenceClassification(cfg).eval(), tok
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of tiny-tensor tests: thread spin-up costs more than it saves."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -26,13 +26,7 @@ INIT = 0.3
 COMPLETENESS_STEPS = 96
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: thread spin-up costs more than it saves, and the CPU is shared.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def stream_major(x: torch.Tensor | None) -> torch.Tensor | None:

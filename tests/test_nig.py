@@ -27,13 +27,7 @@ from irneurons import nig, units
 CLS, SEP, PAD = 2, 3, 0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: thread spin-up costs more than it saves, and the CPU is shared.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_bert(num_labels=1, seed=0, layers=2, dtype=torch.float64):
