@@ -37,7 +37,9 @@ import time
 import numpy as np
 import torch
 
-from irneurons import nig, units
+from irneurons import completeness, engine, nig, quadrature, units
+from irneurons.model import resolve_device
+from irneurons.parts import baseline_ids, token_parts
 
 QUERIES = [
     "what causes the northern lights",
@@ -164,8 +166,8 @@ def encode(tokenizer, n_pairs, max_length):
 
 def path_embeddings(model, tokenizer, ids, am, tt, alphas, device):
     """Interpolated word embeddings [pairs · points, T, E] (pad_query baseline) and matching inputs."""
-    parts = nig.token_parts(ids, tt, am, tokenizer.cls_token_id, tokenizer.sep_token_id)
-    base = nig.baseline_ids(ids, parts, tokenizer.pad_token_id, "pad_query")
+    parts = token_parts(ids, tt, am, tokenizer.cls_token_id, tokenizer.sep_token_id)
+    base = baseline_ids(ids, parts, tokenizer.pad_token_id, "pad_query")
     emb = units.word_embeddings(model)
     with torch.no_grad():
         e_x, e_b = emb(ids.to(device)), emb(base.to(device))
@@ -183,7 +185,7 @@ def floor(model, tokenizer, ids, am, tt, steps, budget, device):
     """Plain forward + one backward to the path embeddings, same rows (S per pair), same budget."""
     gamma, rid, ram, rtt, _, _ = path_embeddings(model, tokenizer, ids, am, tt, np.arange(1, steps + 1) / steps, device)
     rows = max(budget // ids.shape[1], 1)
-    with nig._attribution_mode(model):
+    with engine.attribution_mode(model):
         for i in range(0, len(gamma), rows):
             g = gamma[i : i + rows].detach().requires_grad_()
             f = model(inputs_embeds=g, attention_mask=ram[i : i + rows], token_type_ids=rtt[i : i + rows]).logits[:, 0]
@@ -194,8 +196,8 @@ def captum_all_layers(model, tokenizer, ids, am, tt, steps, device, layers):
     """captum LayerConductance once per unit module: FFN (BertOutput) and heads (BertSelfOutput)."""
     from captum.attr import LayerConductance
 
-    parts = nig.token_parts(ids, tt, am, tokenizer.cls_token_id, tokenizer.sep_token_id)
-    base = nig.baseline_ids(ids, parts, tokenizer.pad_token_id, "pad_query")
+    parts = token_parts(ids, tt, am, tokenizer.cls_token_id, tokenizer.sep_token_id)
+    base = baseline_ids(ids, parts, tokenizer.pad_token_id, "pad_query")
     emb = units.word_embeddings(model)
     with torch.no_grad():
         e_x, e_b = emb(ids.to(device)), emb(base.to(device))
@@ -292,7 +294,7 @@ def cost_pairs(results_dir, per_dataset):
 
 def median_cut_error(r):
     """Median over pairs of the median-over-layers FFN relative cut error, |ΔF| floored (as the pipeline checks)."""
-    return float(np.median(np.median(nig.floored_cut_relerr(r), axis=1)))
+    return float(np.median(np.median(completeness.floored_cut_relerr(r), axis=1)))
 
 
 def top_set(r, labels, fraction=0.01):
@@ -326,7 +328,7 @@ def cost_rows(label, model, tok, pairs, grids, ref_steps, budget, device, max_le
         for steps in steps_list:
             with PeakMemory(device) as mem:
                 t, r = timed(lambda: run(est, steps), device, repeat=repeat)
-            nodes = len(nig.quadrature(est, steps).alphas)
+            nodes = len(quadrature.quadrature(est, steps).alphas)
             row = dict(est=est, steps=steps, nodes=nodes, s_pair=t / len(pairs), units=t / len(pairs) / per_point,
                        err=median_cut_error(r), jac=len(top_set(r, labels) & ref) / len(top_set(r, labels) | ref),
                        gib=mem.gib)
@@ -442,7 +444,7 @@ def arch_floor_fn(model, ids, am, tt, parts, pad, answers, points, alphas, devic
     def rows(x):  # [N, S, T] → [S·R, T], stream-major
         return None if x is None else x[pick].transpose(0, 1).reshape(S * points, -1).to(device)
 
-    base = torch.stack([nig.baseline_ids(ids[:, s], parts[:, s], pad, "pad_query") for s in range(S)], 1)
+    base = torch.stack([baseline_ids(ids[:, s], parts[:, s], pad, "pad_query") for s in range(S)], 1)
     r_ids, r_base = rows(ids), rows(base)
     kwargs = model_kwargs(spec, r_ids, rows(am), rows(tt))
     override = units.EmbeddingOverride(model)
@@ -451,7 +453,7 @@ def arch_floor_fn(model, ids, am, tt, parts, pad, answers, points, alphas, devic
     gamma = (e_b + alpha.repeat(S).to(device)[:, None, None] * (e_x - e_b)).detach()
 
     def run():
-        with nig._attribution_mode(model), override:
+        with engine.attribution_mode(model), override:
             g = gamma.detach().requires_grad_()
             override.fired, override.value = False, g  # T5: only the first lookup (the encoder's) is the input's
             f = relevance_rows(spec, model, kwargs, S, answers)
@@ -506,7 +508,7 @@ def arch_rows(args, device):
         S, width = ids.shape[1], ids.shape[2]
         points = max(args.budget // (width * S), 1)  # as nig.attribute_ids: points per forward
         answers = (testing.YES, testing.NO) if kind in ("t5", "causal_lm") else None
-        alphas = nig.quadrature(*estimators[0]).alphas
+        alphas = quadrature.quadrature(*estimators[0]).alphas
         floor_run = arch_floor_fn(model, ids, am, tt, parts, pad, answers, points, alphas, device)
         nig_kw = dict(parts=parts, spec=model.irneurons_spec, answers=answers, pad_id=pad, budget=args.budget,
                       device=device, progress=False)
@@ -565,7 +567,7 @@ def main():
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--models", default="minilm,bert-base")
     ap.add_argument("--max-length", type=int, default=128)
-    ap.add_argument("--budget", type=int, default=0, help="rows × tokens per forward (0 = nig.default_budget)")
+    ap.add_argument("--budget", type=int, default=0, help="rows × tokens per forward (0 = quadrature.default_budget)")
     ap.add_argument("--ref-pairs", type=int, default=1, help="pairs for the captum / authors'-style timings")
     ap.add_argument("--captum-layers", type=int, default=4,
                     help="layers timed with captum (evenly spaced, mean depth preserved; 0 = all)")
@@ -604,8 +606,8 @@ def main():
     sections = set(args.sections.split(","))
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = nig.resolve_device(args.device)
-    args.budget = args.budget or nig.default_budget(device)
+    device = resolve_device(args.device)
+    args.budget = args.budget or quadrature.default_budget(device)
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, pairs {args.pairs}, "
           f"steps {args.steps}, T {args.max_length}, budget {args.budget} rows×tokens")
     names = args.models.split(",") if args.models and sections & {"a", "b", "c", "d"} else []
@@ -674,7 +676,7 @@ def main():
     if "arch" in sections:
         arch_rows(args, device)
     if "cost" in sections:
-        from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+        from transformers import BertConfig, BertForSequenceClassification
 
         from irneurons import model as irmodel
 

@@ -27,9 +27,9 @@ import numpy as np
 import torch
 
 from irneurons import model as M
-from irneurons import nig, units
+from irneurons import parts, units
 from irneurons.numerics import resolve_bf16
-from irneurons.prune import pruned_scores, pruned_scores_many
+from irneurons.prune import pruned_scores
 from irneurons.select import random_units
 
 
@@ -65,7 +65,7 @@ def main():
     variants = {
         "ffn 1% all tokens": dict(ffn=random_units(ffn, k(ffn, 0.01), 0)),
         "ffn 5% all tokens": dict(ffn=random_units(ffn, k(ffn, 0.05), 0)),
-        "ffn 1% passage tokens": dict(ffn=random_units(ffn, k(ffn, 0.01), 0), part=nig.PART_NAMES.index("passage")),
+        "ffn 1% passage tokens": dict(ffn=random_units(ffn, k(ffn, 0.01), 0), part=parts.PART_NAMES.index("passage")),
         "heads 5%": dict(heads=random_units(heads, k(heads, 0.05), 0)),
     }
     queries, passages = synthetic_pairs(tok, args.pairs)

@@ -18,6 +18,7 @@ from irneurons import data as irdata
 from irneurons import model as irmodel
 from irneurons import select as irselect
 from irneurons.architectures import UnsupportedArchitecture
+from irneurons.errors import ModelError
 from irneurons.provenance import code_version, stamp
 
 RESULTS = f"results/{config['name']}"
@@ -244,7 +245,7 @@ def check_hub_model(ref):
         return
     try:
         irmodel.check_hub_model(ref, network=False)
-    except irmodel.ModelError as err:
+    except ModelError as err:
         print(
             f"irneurons warning: {err}; a real run checks the hub first and stops there if it cannot be had",
             file=sys.stderr,
@@ -284,7 +285,7 @@ def check_inputs():
                     raise irdata.DataError(
                         f"pruning.{key}.schemes: scheme 'ood' needs an in_domain and an ood dataset"
                     )
-    except (irdata.DataError, irmodel.ModelError, UnsupportedArchitecture) as err:
+    except (irdata.DataError, ModelError, UnsupportedArchitecture) as err:
         raise WorkflowError(f"irneurons config error: {err}") from None
 
 

@@ -3,7 +3,6 @@ per-pair completeness table (stability works on the per-pair shards directly: ru
 
 import sys
 
-import pandas as pd
 
 from irneurons import aggregate
 from irneurons.provenance import setup_logging

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pandas as pd
 
-from irneurons import model, nig, numerics
+from irneurons import completeness, encoding, model, nig, numerics, shards
 from irneurons.provenance import setup_logging, stamp
 
 setup_logging(snakemake.log[0])
@@ -19,15 +19,15 @@ opts = snakemake.params.nig
 meta = stamp(snakemake.config, snakemake.params.seed, dataset=snakemake.wildcards.dataset, shard=shard,
              pair_ids=pairs["pair_id"].tolist(), nig=opts, model=ref["source"])
 if pairs.empty:  # the dataset had fewer pairs than per_class asks for: this shard stays empty
-    nig.save_shard(snakemake.output.shard, {}, meta)
+    shards.save_shard(snakemake.output.shard, {}, meta)
     sys.exit(0)
 device = model.pick_device(snakemake.threads)
 net, tokenizer = model.load_from_ref(ref, device)
 num = numerics.numerics_record(opts.get("bf16", "auto"), device)
 # queries over model.max_query_share of max_length are cut exactly as the re-ranker cuts them
-meta["truncation"] = model.truncation_record(tokenizer, queries[pairs["qid"]], ref["max_length"])
+meta["truncation"] = encoding.truncation_record(tokenizer, queries[pairs["qid"]], ref["max_length"])
 meta["truncated_queries"] = meta["truncation"]["truncated_queries"]
-print(f"shard {shard} queries: {model.truncation_message(meta['truncation'])}", file=sys.stderr)
+print(f"shard {shard} queries: {encoding.truncation_message(meta['truncation'])}", file=sys.stderr)
 result = nig.attribute(
     net, tokenizer, queries[pairs["qid"]].tolist(), docs[pairs["doc_id"]].tolist(), pair_ids=pairs["pair_id"].tolist(),
     baseline=opts["baseline"], target=ref["target"], estimator=opts["estimator"], steps=opts["steps"],
@@ -36,7 +36,7 @@ result = nig.attribute(
 result["label"] = pairs["label"].to_numpy()
 # Completeness enforced: pairs over nig.max_cut_relerr are listed in this log; a shard with more than
 # nig.max_bad_share of them fails (one-line error naming the pairs). The check's numbers go into the metadata.
-meta["completeness"] = check = nig.check_completeness(
+meta["completeness"] = check = completeness.check_completeness(
     result, pairs["pair_id"].tolist(), max_relerr=opts["max_cut_relerr"], floor=opts["min_abs_delta_f"],
     max_share=opts["max_bad_share"], log=lambda line: print(f"over threshold: {line}", file=sys.stderr),
 )
@@ -44,6 +44,6 @@ print(f"completeness: {check['n_over']} of {check['n_pairs']} pairs over nig.max
       f"(share {check['bad_share']:.0%}, limit nig.max_bad_share={check['max_bad_share']}); median-over-layers FFN "
       f"relative cut error (|ΔF| floored at {check['min_abs_delta_f']}): median {check['ffn_cut_relerr_median']['median']:.2e}, "
       f"max {check['ffn_cut_relerr_median']['max']:.2e}", file=sys.stderr)
-nig.save_shard(snakemake.output.shard, result, {**meta, "device": str(device), "numerics": num})
+shards.save_shard(snakemake.output.shard, result, {**meta, "device": str(device), "numerics": num})
 print(f"shard {shard}: {len(pairs)} pairs; median relative cut error: FFN {np.median(result['ffn_cut_relerr']):.2e}, "
       f"heads {np.median(result['heads_cut_relerr']):.2e}", file=sys.stderr)

@@ -4,14 +4,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from irneurons import finetune, model
+from irneurons import encoding, finetune, model
 from irneurons.provenance import setup_logging, stamp
 
 setup_logging(snakemake.log[0])
 mcfg, fcfg = snakemake.params.model, dict(snakemake.params.finetune)
 fcfg.setdefault("seed", snakemake.params.seed)
 cfg = finetune.FinetuneConfig.from_dict({**fcfg, "max_length": mcfg["max_length"],
-                                        "max_query_share": mcfg.get("max_query_share", model.DEFAULT_QUERY_SHARE)})
+                                        "max_query_share": mcfg.get("max_query_share", encoding.DEFAULT_QUERY_SHARE)})
 tables = [
     {"name": Path(q).parent.name, "queries": pd.read_parquet(q), "qrels": pd.read_parquet(r),
      "candidates": pd.read_parquet(c), "docs": pd.read_parquet(d),

@@ -8,7 +8,7 @@ import time
 
 import pandas as pd
 
-from irneurons import evaluate, model, nig, numerics, prune
+from irneurons import encoding, evaluate, model, numerics, parts, prune
 from irneurons.provenance import setup_logging, stamp
 
 setup_logging(snakemake.log[0])
@@ -26,12 +26,12 @@ if "units" in snakemake.input.keys():
     key = "ffn" if selection["unit_type"] == "ffn" else "heads"
     unit_sets = [{key: [tuple(u) for u in units]} for units in selection["sets"]]
     if wc.target.startswith("ffn-"):
-        part = nig.PART_NAMES.index(wc.target.split("-", 1)[1])
+        part = parts.PART_NAMES.index(wc.target.split("-", 1)[1])
 ref = model.read_model_ref(snakemake.input.model)
 device = model.pick_device(snakemake.threads)
 net, tokenizer = model.load_from_ref(ref, device)
 num = numerics.numerics_record(opts.get("bf16", "auto"), device)
-trunc = model.truncation_record(tokenizer, qtext[cand["qid"]].unique(), ref["max_length"])
+trunc = encoding.truncation_record(tokenizer, qtext[cand["qid"]].unique(), ref["max_length"])
 start = time.perf_counter()
 all_scores = prune.pruned_scores_many(
     net, tokenizer, qtext[cand["qid"]].tolist(), dtext[cand["doc_id"]].tolist(), unit_sets, part=part,

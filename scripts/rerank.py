@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from irneurons import evaluate, model, numerics
+from irneurons import encoding, evaluate, model, numerics
 from irneurons.provenance import setup_logging
 
 setup_logging(snakemake.log[0])
@@ -21,8 +21,8 @@ net, tokenizer = model.load_from_ref(ref, device)
 opts = snakemake.params.rerank
 num = numerics.numerics_record(opts.get("bf16", "auto"), device)  # logged; stamped into the scores' metadata
 # queries over model.max_query_share of max_length are cut (as everywhere); counted, logged and stamped too
-trunc = model.truncation_record(tokenizer, test.loc[test["qid"].isin(set(cand["qid"])), "text"], ref["max_length"])
-print(f"test queries: {model.truncation_message(trunc)}", file=sys.stderr)
+trunc = encoding.truncation_record(tokenizer, test.loc[test["qid"].isin(set(cand["qid"])), "text"], ref["max_length"])
+print(f"test queries: {encoding.truncation_message(trunc)}", file=sys.stderr)
 scored = model.rerank_candidates(
     net, tokenizer, cand, test, pd.read_parquet(snakemake.input.docs), target=ref["target"],
     max_length=ref["max_length"], batch_size=opts.get("batch_size", 64), bf16=num["bf16"],

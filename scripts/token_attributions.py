@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from irneurons import model, tokens
+from irneurons import encoding, model, tokens
 from irneurons.provenance import setup_logging
 
 setup_logging(snakemake.log[0])
@@ -17,8 +17,8 @@ queries = pd.read_parquet(snakemake.input.queries).set_index("qid")["text"]
 docs = pd.read_parquet(snakemake.input.docs).set_index("doc_id")["text"]
 ref = model.read_model_ref(snakemake.input.model)
 net, tokenizer = model.load_from_ref(ref, "cpu" if model.pick_device(snakemake.threads) == "cpu" else "cuda")
-trunc = model.truncation_record(tokenizer, queries[examples["qid"]], ref["max_length"])
-print(f"example queries: {model.truncation_message(trunc)}", file=sys.stderr)
+trunc = encoding.truncation_record(tokenizer, queries[examples["qid"]], ref["max_length"])
+print(f"example queries: {encoding.truncation_message(trunc)}", file=sys.stderr)
 table = tokens.token_attributions(
     net, tokenizer, queries[examples["qid"]].tolist(), docs[examples["doc_id"]].tolist(),
     pair_ids=examples["pair_id"].tolist(), labels=examples["label"].tolist(), baseline=p.baseline,

@@ -1,11 +1,12 @@
 import numpy as np
 import pytest
 
-from irneurons import aggregate, nig
+from irneurons import aggregate, completeness, parts
+from irneurons.shards import save_shard
 
 
 def fake_shard(rng, n, L=2, d_ff=5, H=3):
-    P = len(nig.PART_NAMES)
+    P = len(parts.PART_NAMES)
     return {
         "ffn": rng.normal(size=(n, P, L, d_ff)), "heads": rng.normal(size=(n, P, L, H)),
         "ffn_absact": rng.random((n, P, L, d_ff)), "heads_absact": rng.random((n, P, L, H)),
@@ -21,13 +22,13 @@ def test_streaming_merge_equals_direct_statistics(tmp_path):
     paths = []
     for i, s in enumerate(shards):
         paths.append(tmp_path / f"shard-{i}.npz")
-        nig.save_shard(paths[-1], s if len(s["label"]) else {}, {"i": i, "pair_ids": [f"{i}-{j}" for j in range(len(s["label"]))]})
+        save_shard(paths[-1], s if len(s["label"]) else {}, {"i": i, "pair_ids": [f"{i}-{j}" for j in range(len(s["label"]))]})
     table, comp = aggregate.aggregate_shards(paths)
     full = {k: np.concatenate([s[k] for s in shards]) for k in shards[0]}
     rel = full["label"] == 1
     ffn_total = full["ffn"].sum(axis=1)  # [N, L, d_ff]
     row = table.query("unit_type == 'ffn' and layer == 1 and unit == 3 and part == 'passage' and `class` == 'relevant'")
-    x = full["ffn"][rel, nig.PART_NAMES.index("passage"), 1, 3]
+    x = full["ffn"][rel, parts.PART_NAMES.index("passage"), 1, 3]
     assert row["mean"].item() == pytest.approx(x.mean(), rel=1e-12)
     assert row["std"].item() == pytest.approx(x.std(ddof=1), rel=1e-12)
     assert row["n"].item() == rel.sum()
@@ -44,7 +45,7 @@ def test_streaming_merge_equals_direct_statistics(tmp_path):
     assert len(table) == 3 * len(aggregate.PARTS) * 2 * (5 + 3)
 
     # total |activation|: token-weighted mean over the real parts (pad excluded)
-    real = [i for i, p in enumerate(nig.PART_NAMES) if p != "pad"]
+    real = [i for i, p in enumerate(parts.PART_NAMES) if p != "pad"]
     w = full["n_tokens"][:, real]
     per_pair = (w * full["ffn_absact"][:, real, 1, 2]).sum(1) / w.sum(1)
     act = table.query("unit_type == 'ffn' and layer == 1 and unit == 2 and part == 'total' and `class` == 'all'")
@@ -60,12 +61,12 @@ def test_completeness_table_flags_pairs_with_the_shards_thresholds(tmp_path):
     b["ffn_cut_sum"] = np.array([[2.2, 2.2, 2.2], [0.0, 0.0, 0.0]])  # medians 0.1; 0.01 / floor
     a["label"], b["label"] = np.array([1, 0, 1]), np.array([0, 1])
     paths = [tmp_path / "a.npz", tmp_path / "b.npz"]
-    nig.save_shard(paths[0], a, {"pair_ids": ["1:x", "1:y", "2:z"],
+    save_shard(paths[0], a, {"pair_ids": ["1:x", "1:y", "2:z"],
                                  "completeness": {"max_cut_relerr": 0.25, "min_abs_delta_f": 0.05}})
-    nig.save_shard(paths[1], b, {"pair_ids": ["3:u", "3:v"], "nig": {"max_cut_relerr": 0.05, "min_abs_delta_f": 0.02}})
+    save_shard(paths[1], b, {"pair_ids": ["3:u", "3:v"], "nig": {"max_cut_relerr": 0.05, "min_abs_delta_f": 0.02}})
     _, comp = aggregate.aggregate_shards(paths)
     assert comp["pair_id"].tolist() == ["1:x", "1:y", "2:z", "3:u", "3:v"]
     np.testing.assert_allclose(comp["ffn_cut_relerr_median"], [0.2, 0.3, 0.0, 0.1, 0.5], atol=1e-12)
     assert comp["over_threshold"].tolist() == [False, True, False, True, True]
     # a shard without recorded thresholds falls back to the defaults of irneurons.nig
-    assert aggregate.completeness_thresholds({}) == (nig.MAX_CUT_RELERR, nig.MIN_ABS_DELTA_F)
+    assert aggregate.completeness_thresholds({}) == (completeness.MAX_CUT_RELERR, completeness.MIN_ABS_DELTA_F)

@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 import torch
 
-from irneurons import finetune, model
-from irneurons.model import ModelError
+from irneurons import encoding, finetune, model
+from irneurons.errors import ModelError
 
 from .conftest import tiny_cross_encoder
 
@@ -166,18 +166,18 @@ def test_long_query_is_cut_to_its_share_instead_of_the_tokenizer_error(tiny):
     _, tok = tiny
     with pytest.raises(Exception, match="Sequence to truncate too short"):  # what encode used to do
         tok([LONG_QUERY], ["a passage"], truncation="only_second", max_length=32)
-    assert model.query_budget(tok, 32) == 16 and model.query_budget(tok, 32, 0.9) == 28  # 3 specials + 1 passage token
-    queries, n = model.truncate_queries(tok, [LONG_QUERY, "short query", LONG_QUERY], 32)
+    assert encoding.query_budget(tok, 32) == 16 and encoding.query_budget(tok, 32, 0.9) == 28  # 3 specials + 1 passage token
+    queries, n = encoding.truncate_queries(tok, [LONG_QUERY, "short query", LONG_QUERY], 32)
     assert n == 1  # distinct texts
     assert queries[1] == "short query" and queries[0] == queries[2] and LONG_QUERY.startswith(queries[0])
     assert n_tokens(tok, queries[0]) == 16
-    enc = model.encode(tok, [LONG_QUERY, "short query"], ["a passage about wings " * 20, "x"], 32)
+    enc = encoding.encode(tok, [LONG_QUERY, "short query"], ["a passage about wings " * 20, "x"], 32)
     parts = enc["token_type_ids"][0]
     assert enc["input_ids"].shape == (2, 32) and int((parts == 0).sum()) == 16 + 2  # [CLS] query [SEP]
-    assert model.truncation_record(tok, [LONG_QUERY, "short query", LONG_QUERY], 32) == {
+    assert encoding.truncation_record(tok, [LONG_QUERY, "short query", LONG_QUERY], 32) == {
         "truncated_queries": 1, "queries": 2, "query_budget": 16, "max_query_share": 0.5}
     with pytest.raises(ModelError, match="max_query_share must be in"):
-        model.truncate_queries(tok, ["q"], 32, share=1.0)
+        encoding.truncate_queries(tok, ["q"], 32, share=1.0)
 
 
 def test_queries_that_fit_encode_bit_identically(tiny):
@@ -186,7 +186,7 @@ def test_queries_that_fit_encode_bit_identically(tiny):
     qs = ["heat transfer", "wing flutter at transonic speed", "buckling of thin cylindrical shells"] * 3
     ps = ["a long passage about heat transfer in laminar boundary layers " * (i + 1) for i in range(9)]
     plain = tok(qs, ps, truncation="only_second", max_length=48, padding="longest", return_tensors="pt")
-    enc = model.encode(tok, qs, ps, 48)
+    enc = encoding.encode(tok, qs, ps, 48)
     assert enc.keys() == plain.keys() and all(torch.equal(enc[k], plain[k]) for k in plain)
     for idx, batch in model.encode_batches(tok, qs, ps, max_length=48, batch_size=4):
         ref = tok([qs[i] for i in idx], [ps[i] for i in idx], truncation="only_second", max_length=48,
@@ -196,29 +196,29 @@ def test_queries_that_fit_encode_bit_identically(tiny):
 
 def test_every_path_uses_the_tokenizers_query_share(tiny, tmp_path):
     """Scoring, pruning, NIG, token IG and fine-tuning all run on long queries and cut them the same way."""
-    from irneurons import nig, prune, tokens
+    from irneurons import nig, parts, prune, tokens
 
     net, tok = tiny
     qs, ps = [LONG_QUERY, "heat transfer"], ["flutter of swept wings in transonic flow " * 10, "heat flux"]
-    cut = model.encode(tok, qs, ps, 32)
+    cut = encoding.encode(tok, qs, ps, 32)
     scores = model.score_pairs(net, tok, qs, ps, max_length=32)
-    ref_scores = model.score_pairs(net, tok, model.truncate_queries(tok, qs, 32)[0], ps, max_length=32)
+    ref_scores = model.score_pairs(net, tok, encoding.truncate_queries(tok, qs, 32)[0], ps, max_length=32)
     assert np.array_equal(scores, ref_scores)
     assert np.array_equal(prune.pruned_scores_many(net, tok, qs, ps, [{}], max_length=32)[0], scores)
     r = nig.attribute(net, tok, qs, ps, max_length=32, steps=4, progress=False)
-    assert r["n_tokens"][:, nig.QUERY].tolist() == [16, 2]
+    assert r["n_tokens"][:, parts.QUERY].tolist() == [16, 2]
     table = tokens.token_attributions(net, tok, qs[:1], ps[:1], pair_ids=["p"], labels=[1], steps=4, max_length=32)
     assert (table["part"] == "query").sum() == 16
     # a tokenizer carrying another share (as load_from_ref attaches model.json's) changes every path alike
-    model.set_query_share(tok, 0.25)
+    encoding.set_query_share(tok, 0.25)
     try:
-        assert model.query_budget(tok, 32) == 8
-        assert int((model.encode(tok, qs, ps, 32)["token_type_ids"][0] == 0).sum()) == 8 + 2
-        assert nig.attribute(net, tok, qs, ps, max_length=32, steps=4, progress=False)["n_tokens"][0, nig.QUERY] == 8
-        assert int((model.encode(tok, qs, ps, 32, max_query_share=0.5)["token_type_ids"][0] == 0).sum()) == 18
+        assert encoding.query_budget(tok, 32) == 8
+        assert int((encoding.encode(tok, qs, ps, 32)["token_type_ids"][0] == 0).sum()) == 8 + 2
+        assert nig.attribute(net, tok, qs, ps, max_length=32, steps=4, progress=False)["n_tokens"][0, parts.QUERY] == 8
+        assert int((encoding.encode(tok, qs, ps, 32, max_query_share=0.5)["token_type_ids"][0] == 0).sum()) == 18
     finally:
-        model.set_query_share(tok, None)
-    assert torch.equal(model.encode(tok, qs, ps, 32)["input_ids"], cut["input_ids"])
+        encoding.set_query_share(tok, None)
+    assert torch.equal(encoding.encode(tok, qs, ps, 32)["input_ids"], cut["input_ids"])
     # fine-tuning on long queries with a short max_length: no tokenizer error, the cut queries are counted
     from transformers import BertConfig, BertForSequenceClassification
 
@@ -236,7 +236,7 @@ def test_every_path_uses_the_tokenizers_query_share(tiny, tmp_path):
     ref = model.read_model_ref(tmp_path / "model.json")
     assert ref["max_query_share"] == 0.3
     _, loaded = model.load_from_ref(ref)
-    assert model.query_share(loaded) == 0.3
+    assert encoding.query_share(loaded) == 0.3
 
 
 # ---------------------------------------------------------------- hub models, checked up front

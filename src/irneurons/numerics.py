@@ -139,3 +139,54 @@ def numerics_record(setting, device) -> dict:
         "device": str(dev),
         "cpu_model": cpu_model(),
     }
+
+
+HEAD_MODULES = ("pooler", "pre_classifier", "classifier", "head", "lm_head")
+
+
+def _head_pre_hook(module, args, kwargs):
+    import torch
+
+    weight = next(module.parameters())
+    ctx = torch.autocast(weight.device.type, enabled=False)
+    ctx.__enter__()
+    module._full_precision_ctx.append(ctx)
+
+    def cast(x):
+        return x.to(weight.dtype) if torch.is_tensor(x) and torch.is_floating_point(x) else x
+
+    return tuple(cast(a) for a in args), {k: cast(v) for k, v in kwargs.items()}
+
+
+def _head_post_hook(module, args, output):
+    module._full_precision_ctx.pop().__exit__(None, None, None)
+
+
+def keep_head_in_full_precision(model, enable: bool = True) -> list[str]:
+    """Run the modules after the encoder (``pooler``, ``pre_classifier``, ``classifier``) with autocast disabled.
+
+    Under bf16 autocast the encoder runs in bf16, but these modules get their inputs cast to their weight
+    dtype and run outside autocast: the logits (hence F) are fp32 for fp32 models and stay fp64 for fp64
+    models (oracle tests). bf16 logits have 8 significant bits: scores of one query's candidates would tie.
+    Done with forward hooks (a pre-hook enters ``torch.autocast(enabled=False)``, an always-called forward hook
+    leaves it), so state_dict keys, ``save_pretrained`` and other patches of ``forward`` are untouched.
+    Idempotent; ``enable=False`` removes the hooks. Returns the names of the wrapped modules.
+    """
+    names = []
+    for name, module in model.named_modules():
+        if name.rpartition(".")[2] not in HEAD_MODULES or not any(True for _ in module.parameters()):
+            continue
+        if any(name.startswith(n + ".") for n in names):  # inside an already wrapped module
+            continue
+        handles = module.__dict__.pop("_full_precision_handles", None)
+        if handles:
+            for h in handles:
+                h.remove()
+        if enable:
+            module._full_precision_ctx = []
+            module._full_precision_handles = [
+                module.register_forward_pre_hook(_head_pre_hook, with_kwargs=True),
+                module.register_forward_hook(_head_post_hook, always_call=True),
+            ]
+        names.append(name)
+    return names

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import logging
@@ -43,19 +44,61 @@ def setup_logging(log_path: str | None) -> None:
     )
 
 
-def code_version(*modules: str) -> str:
-    """sha256 (16 hex digits) of the source of the given ``irneurons`` modules.
+def _code_only(source: str) -> str:
+    """``source`` without comments and docstrings: the ``ast.unparse`` of its syntax tree, docstrings dropped."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return ast.unparse(tree)
 
-    Used as a rule param: Snakemake reruns a job when its params change, so editing a library module reruns
-    exactly the rules that declare it (and what depends on their outputs), never the others.
+
+def _package_imports(tree: ast.AST) -> set[str]:
+    """Names of the ``irneurons`` modules a module imports (relative or absolute, at any depth of the code)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level == 1 or base.startswith("irneurons"):
+                base = base.removeprefix("irneurons").lstrip(".") if node.level == 0 else base
+                if base:
+                    found.add(base.split(".")[0])
+                else:  # from . import a, b
+                    found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("irneurons."))
+    return found
+
+
+def code_version(*modules: str) -> str:
+    """sha256 (16 hex digits) of the code of the given ``irneurons`` modules and of every package module they
+    import, transitively (so ``code_version("nig")`` covers the engine, quadrature, units ... it runs on).
+
+    Comments and docstrings do not count (:func:`_code_only`): editing them changes no version. Used as a rule
+    param: Snakemake reruns a job when its params change, so a code edit reruns exactly the rules whose modules
+    it reaches (and what depends on their outputs), never the others.
     """
     from importlib.util import find_spec
 
     digest = hashlib.sha256()
-    for name in sorted(modules):
+    todo, seen = list(modules), set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
         spec = find_spec(f"irneurons.{name}")
         if spec is None or spec.origin is None:
-            raise ValueError(f"no module irneurons.{name}")
-        with open(spec.origin, "rb") as fh:
-            digest.update(name.encode() + b"\0" + fh.read())
+            if name in modules:
+                raise ValueError(f"no module irneurons.{name}")
+            continue  # ``from . import x`` of a name that is not a module
+        seen.add(name)
+        with open(spec.origin, encoding="utf-8") as fh:
+            tree = ast.parse(fh.read())
+        todo.extend(_package_imports(tree) - seen)
+    for name in sorted(seen):
+        with open(find_spec(f"irneurons.{name}").origin, encoding="utf-8") as fh:
+            digest.update(name.encode() + b"\0" + _code_only(fh.read()).encode())
     return digest.hexdigest()[:16]

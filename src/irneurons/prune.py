@@ -20,7 +20,7 @@ from . import units as U
 class Pruning:
     """Context manager that zeroes ``ffn`` [(layer, unit)] and ``heads`` [(layer, head)] of ``model``.
 
-    ``part``: None for all tokens, else a part index of :data:`irneurons.nig.PART_NAMES`; the token parts of
+    ``part``: None for all tokens, else a part index of :data:`irneurons.parts.PART_NAMES`; the token parts of
     the current batch must then be given with :meth:`set_batch` before each forward.
     """
 
@@ -38,7 +38,7 @@ class Pruning:
     def set_batch(self, input_ids, token_type_ids, attention_mask, cls_id: int, sep_id: int) -> None:
         """Token parts of the next batch (needed only for part-restricted pruning)."""
         if self.part is not None:
-            from .nig import token_parts
+            from .parts import token_parts
 
             self._parts = token_parts(input_ids, token_type_ids, attention_mask, cls_id, sep_id)
 

@@ -177,7 +177,7 @@ def _segments(prompt: str) -> tuple[str, str, str]:
 
 def encode_prompted(spec: RankerSpec, tokenizer, queries, passages, max_length: int, share: float | None = None):
     """Prompted kinds: ids = [BOS] prefix query middle passage suffix [EOS (T5)], each segment tokenized alone."""
-    from .model import query_budget, truncate_queries
+    from .encoding import query_budget, truncate_queries
 
     queries, n_cut = truncate_queries(tokenizer, queries, max_length, share)
     prefix, middle, suffix = _segments(spec.prompt)
@@ -225,7 +225,7 @@ def encode_streams(tokenizer, texts, max_length: int):
 
 
 def encode_bi(tokenizer, queries, passages, max_length: int, share: float | None = None) -> Encoded:
-    from .model import truncate_queries
+    from .encoding import truncate_queries
 
     queries, n_cut = truncate_queries(tokenizer, queries, max_length, share)
     q, p = encode_streams(tokenizer, queries, max_length), encode_streams(tokenizer, passages, max_length)
@@ -252,7 +252,7 @@ def encode_pairs(spec: RankerSpec, tokenizer, queries, passages, max_length: int
     if len(queries) != len(passages):
         raise ValueError(f"{len(queries)} queries but {len(passages)} passages")
     if spec.kind == "cross_encoder":
-        from .model import encode, truncate_queries
+        from .encoding import encode, truncate_queries
 
         _, n_cut = truncate_queries(tokenizer, queries, max_length, share)
         enc = encode(tokenizer, queries, passages, max_length, max_query_share=share)

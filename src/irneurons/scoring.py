@@ -68,7 +68,7 @@ def score_pairs_any(model, tokenizer, queries, passages, *, max_length: int = 12
     """Relevance F of (query, passage) pairs for any kind, in input order (float64)."""
     from tqdm.auto import tqdm
 
-    from .model import truncate_queries
+    from .encoding import truncate_queries
 
     spec = spec_of(model)
     queries, passages = [str(q) for q in queries], [str(p) for p in passages]

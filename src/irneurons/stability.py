@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sstats
 
-from .nig import load_shard
+from .shards import load_shard
 from .select import chance_jaccard, k_for_fraction
 
 SHARD_KEYS = {"ffn": "ffn", "head": "heads"}

@@ -2,18 +2,19 @@
 the word embeddings (captum ``LayerIntegratedGradients``), summed over the embedding dimension per token.
 
 IG_t = (e_t − e'_t) · ∫₀¹ ∂F/∂e_t (e' + α (e − e')) dα, with e the word embeddings of the input and e' those of
-the baseline tokens (see :func:`irneurons.nig.baseline_ids`; positions, token types and mask stay real).
+the baseline tokens (see :func:`irneurons.parts.baseline_ids`; positions, token types and mask stay real).
 Completeness: Σ_t IG_t ≈ F(x) − F(x') (the ``delta`` column is captum's convergence delta).
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import torch
 
-from . import nig, units
-from .model import encode, relevance
+from . import units
+from .parts import PART_NAMES, baseline_ids, token_parts
+from .encoding import encode
+from .model import relevance
 
 
 def token_attributions(model, tokenizer, queries, passages, *, pair_ids, labels, baseline: str = "pad_query_passage",
@@ -28,9 +29,9 @@ def token_attributions(model, tokenizer, queries, passages, *, pair_ids, labels,
     rows = []
     for pid, label, q, p in zip(pair_ids, labels, queries, passages):
         enc = encode(tokenizer, [q], [p], max_length, max_query_share=max_query_share)
-        parts = nig.token_parts(enc["input_ids"], enc.get("token_type_ids"), enc["attention_mask"],
+        parts = token_parts(enc["input_ids"], enc.get("token_type_ids"), enc["attention_mask"],
                                 tokenizer.cls_token_id, tokenizer.sep_token_id)
-        base = nig.baseline_ids(enc["input_ids"], parts, tokenizer.pad_token_id, baseline)
+        base = baseline_ids(enc["input_ids"], parts, tokenizer.pad_token_id, baseline)
         extra = {k: v for k, v in enc.items() if k != "input_ids"}
 
         def forward(input_ids):
@@ -47,7 +48,7 @@ def token_attributions(model, tokenizer, queries, passages, *, pair_ids, labels,
         ids = enc["input_ids"][0].tolist()
         for pos, (tok, part, a) in enumerate(zip(tokenizer.convert_ids_to_tokens(ids), parts[0].tolist(), per_token)):
             rows.append({"pair_id": pid, "label": int(label), "f_x": f_x, "f_baseline": f_b, "delta": float(delta.item()),
-                         "position": pos, "token": tok, "part": nig.PART_NAMES[part], "attribution": float(a)})
+                         "position": pos, "token": tok, "part": PART_NAMES[part], "attribution": float(a)})
     return pd.DataFrame(rows)
 
 
