@@ -305,7 +305,8 @@ def deep_merge(base, override):
 
 def companion_config(cfg):
     """The companion study's config: the main config with ``companion``'s keys merged over it (None if unset).
-    Its ``name`` may hold ``{name}`` (the main name; default ``{name}-companion``); it has no companion of its own."""
+    Its ``name`` may hold ``{name}`` (the main name; default ``{name}-companion``); it has no companion of its own.
+    """
     extra = cfg.get("companion")
     if not extra:
         return None

@@ -9,6 +9,7 @@ include: "attribution.smk"
 include: "neurons.smk"
 include: "pruning.smk"
 include: "figures.smk"
+include: "explorer.smk"
 
 
 STUDY_OUTPUTS = [
@@ -19,6 +20,7 @@ STUDY_OUTPUTS = [
     f"{RESULTS}/tables/ood_neurons.csv",
     f"{RESULTS}/tables/claims.md",
     *figure_outputs(),
+    rules.explorer.output.html,
 ]
 
 

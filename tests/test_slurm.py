@@ -57,7 +57,7 @@ def snakemake(workdir: Path, *args):
 
 
 LOCAL_RULES = {"all", "study", "select_units", "pruning_table", "claims", "figure_tables", "plot_layers", "plot_overlap",
-               "plot_pruning", "plot_completeness", "plot_tokens", "tables_report"}
+               "plot_pruning", "plot_completeness", "plot_tokens", "tables_report", "explorer"}
 
 
 def sacct_jobs() -> list[dict]:

@@ -10,6 +10,7 @@ positions (T5) count as the suffix slot. Hooks live only inside the ``with`` blo
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 
 import torch
@@ -131,3 +132,34 @@ def pruned_scores(model, tokenizer, queries, passages, *, ffn=(), heads=(), part
 
     with Pruning(model, ffn=ffn, heads=heads, part=part) as pruning:
         return score_pairs(model, tokenizer, queries, passages, before_forward=pruning.observe(tokenizer), **score_kwargs)
+
+
+@contextlib.contextmanager
+def pruned(model, units, *, part: int | str | None = None, index: int = 0):
+    """Inside the ``with`` block ``model`` runs with ``units`` zeroed; afterwards it is as before.
+
+    ``units``: a saved set (``results/<name>/sets/.../<fraction>.json`` path or its dict; ``index`` picks one of
+    a random strategy's sets), unit ids (``ffn:3:117``, ``head:2:5``) or a :class:`irneurons.unitsets.UnitSet`.
+    ``part`` (a part name or index) restricts FFN zeroing to one part's tokens; the forward must then go through
+    :func:`irneurons.model.score_pairs` with ``before_forward=pruning.observe(tokenizer)``. Yields the
+    :class:`Pruning`::
+
+        with pruned(model, "results/default/sets/ffn/cranfield/nig_top/0.01.json"):
+            scores = score_pairs(model, tokenizer, queries, passages)
+    """
+    from .parts import PART_NAMES
+    from .unitsets import UnitSet
+
+    chosen = UnitSet.parse(units, index)
+    if isinstance(part, str):
+        if part not in PART_NAMES:
+            raise ValueError(f"part {part!r} is not one of {PART_NAMES}")
+        part = PART_NAMES.index(part)
+    lay = U.layout(model)
+    for kind, members, width in (("ffn", chosen.ffn, lay.d_ff), ("head", chosen.heads, lay.n_heads)):
+        for layer, unit in members:
+            if not (0 <= layer < lay.n_layers and 0 <= unit < width):
+                raise ValueError(f"unit set {chosen.source or ''} names {kind}:{layer}:{unit}; the model has "
+                                 f"{lay.n_layers} layers of {width} {kind} units")
+    with Pruning(model, ffn=chosen.ffn, heads=chosen.heads, part=part) as pruning:
+        yield pruning

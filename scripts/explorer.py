@@ -1,0 +1,22 @@
+"""The neuron explorer: the study's selected units, sets, pruning effects and token attributions as one
+static HTML page (explorer/index.html; data embedded, no server)."""
+
+import logging
+
+from irneurons import explorer
+from irneurons.provenance import setup_logging
+
+setup_logging(snakemake.log[0])
+inp, p = snakemake.input, snakemake.params
+data = explorer.build(
+    neurons=dict(zip(p.datasets, inp.neurons)),
+    sets=inp.sets,
+    pruned=inp.pruned,
+    unpruned=inp.unpruned,
+    tokens=dict(zip(p.datasets, inp.tokens)),
+    neuron_tokens=p.per_token,  # optional: read if the per-token rule wrote it
+    name=p.name,
+)
+explorer.write(data, snakemake.output.html)
+logging.info("explorer: %d units, %d sets, %d pairs, per-token data: %s", len(data["units"]), len(data["sets"]),
+             len(data["pairs"]), "yes" if data["per_token"] else "no")
