@@ -134,6 +134,18 @@ def pruning_outputs(dataset):
     ]
 
 
+def selection_files(selected_only=False):
+    """Every selection file the pruning grid uses; ``selected_only``: not those of the random null controls
+    (the explorer's selected sets)."""
+    return sorted(
+        {
+            rules.select_units.output.units.format(**job)
+            for job in pruning_jobs()
+            if not (selected_only and job["strategy"] in irselect.MULTI_STRATEGIES)
+        }
+    )
+
+
 def write_selection_job(input, output, params, wildcards):
     """The select_units job: the unit set(s) of one scheme x strategy x fraction as JSON."""
     irselect.write_selection(

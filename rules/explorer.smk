@@ -1,7 +1,11 @@
 # Neuron explorer: one static HTML page (data embedded, no server) for browsing the selected units, their
-# conductance, the pruning effect of every set containing them and the example pairs' token attributions.
+# conductance, the pruning effect of every set containing them, the tokens where they conduct most (neuron_tokens:
+# per-token NIG of every selected unit over explorer.pairs_per_class attribution pairs per dataset and class) and
+# the example pairs' token attributions.
 
 from irneurons.explorer import assets_version
+
+EXPLORER = config["explorer"]
 
 
 # Seconds of pandas: on a cluster it runs on the submitting host instead of queueing.
@@ -9,13 +13,39 @@ localrules:
     explorer,
 
 
+rule neuron_tokens:
+    input:
+        pairs=expand(rules.pairs.output.pairs, dataset=DATASETS),
+        queries=expand(rules.dataset.output.queries, dataset=DATASETS),
+        docs=expand(rules.candidates.output.docs, dataset=DATASETS),
+        model=f"{RESULTS}/model/model.json",
+        sets=selection_files(selected_only=True),
+    output:
+        json=f"{RESULTS}/explorer/neuron_tokens.json",
+    log:
+        f"{RESULTS}/logs/neuron_tokens.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/neuron_tokens.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: all_cores()
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=1,
+    params:
+        code=code_version("conductance", "explorer"),  # closure: nig, model, numerics ...
+        nig=config["nig"],
+        explorer=EXPLORER,
+        datasets=DATASETS,
+    script:
+        "../scripts/neuron_tokens.py"
+
+
 rule explorer:
     input:
-        # neuron_tokens.json: added with the per-token rule (read if present, optional meanwhile)
         neurons=expand(f"{RESULTS}/neurons/{{dataset}}.parquet", dataset=DATASETS),
-        sets=sorted(  # every selection file the pruning grid uses
-            {rules.select_units.output.units.format(**job) for job in pruning_jobs()}
-        ),
+        sets=selection_files(),
         unpruned=expand(
             f"{RESULTS}/pruning/{{dataset}}/unpruned.json", dataset=DATASETS
         ),
@@ -24,6 +54,9 @@ rule explorer:
             expand(rules.token_attributions.output.tokens, dataset=DATASETS)
             if FIG["token_examples"]
             else []
+        ),
+        neuron_tokens=(
+            rules.neuron_tokens.output.json if EXPLORER["pairs_per_class"] else []
         ),
     output:
         html=report(
@@ -45,6 +78,5 @@ rule explorer:
         assets=assets_version(),
         name=config["name"],
         datasets=DATASETS,
-        per_token=f"{RESULTS}/explorer/neuron_tokens.json",
     script:
         "../scripts/explorer.py"

@@ -14,7 +14,7 @@ data = explorer.build(
     pruned=inp.pruned,
     unpruned=inp.unpruned,
     tokens=dict(zip(p.datasets, inp.tokens)),
-    neuron_tokens=p.per_token,  # optional: read if the per-token rule wrote it
+    neuron_tokens=inp.neuron_tokens or None,  # absent when explorer.pairs_per_class is 0
     name=p.name,
 )
 explorer.write(data, snakemake.output.html)

@@ -153,3 +153,32 @@ def test_info_summarises_a_study_folder(tmp_path):
     assert out["claims"] == [{"claim": "exist", "collection": "cran", "verdict": "supported"}]
     text = run_cli("info", str(root)).stdout
     assert "study toy: model m (auto, fine-tuned from pypi:x)" in text and "supported" in text
+
+
+def check_readme_study_commands(study: Path, cache: Path, workdir: Path) -> None:
+    """The README's after-``make run`` commands, verbatim, with ``results/default`` a finished study (the ci one,
+    called from the ci end-to-end test) and ``cache`` its ir_datasets home. The pruned nDCG@10 must be the
+    workflow's own number for that set (the shipped run has the study's depth)."""
+    import os
+
+    (workdir / "results").mkdir(parents=True)
+    (workdir / "results" / "default").symlink_to(study)
+    (workdir / ".venv").symlink_to(Path(sys.executable).parents[1])
+    (workdir / "config").symlink_to(REPO / "config")
+    env = {**os.environ, "IR_DATASETS_HOME": str(cache)}
+    explain, prune, info = readme_commands("cli-study")
+    outs = []
+    for line in (explain, prune, info):
+        proc = subprocess.run(line, shell=True, capture_output=True, text=True, cwd=workdir, env=env, timeout=900)
+        assert proc.returncode == 0, f"{line}\n{proc.stderr[-2000:]}"
+        outs.append(proc.stdout)
+    assert re.search(r"completeness: median-over-layers FFN relative cut error .* \(within nig.max_cut_relerr", outs[0])
+    own = json.loads((study / "pruning" / "cranfield" / "ffn" / "cranfield" / "nig_top" / "0.01.json").read_text())
+    unpruned = json.loads((study / "pruning" / "cranfield" / "unpruned.json").read_text())
+    row = re.search(r"model, (\d+) units pruned\s+(\d\.\d{4})\s+([+-]\d\.\d{4})", outs[1])
+    assert row and int(row.group(1)) == own["count"]
+    # the CLI scores in fp32: the same number as a study that pruned in fp32 (ci and the default do), to print precision
+    tol = 0.02 if own["provenance"]["numerics"]["bf16"] else 6e-5
+    assert float(row.group(2)) == pytest.approx(own["sets"][0]["mean"]["ndcg@10"], abs=tol)
+    assert float(row.group(3)) == pytest.approx(own["sets"][0]["mean"]["ndcg@10"] - unpruned["mean"]["ndcg@10"], abs=2 * tol)
+    assert "study default: model" in outs[2] and "exist" in outs[2]

@@ -66,10 +66,11 @@ NEURON_TOKENS = {
         {"pair_id": "q1:d2", "dataset": "alpha", "class": "non_relevant", "tokens": TOKENS, "parts": TOKEN_PARTS},
     ],
     "units": {
-        "ffn:1:2": [[0, [0.0, 0.1, 0.5, 0.0, 0.0, 0.2, 0.3, 0.0, 0.05, 0.0, 0.0]],
-                    [1, [0.0, -0.2, 0.1, 0.0, 0.0, -0.9, 0.0, 0.0, 0.0, 0.4, 0.0]]],
-        "ffn:0:1": [[1, [0.0] * 10 + [0.01]]],
-        "ffn:3:9": [[0, [1.0] * 11]],  # not a selected unit: ignored
+        # [pair index, position, value]; the reader sorts by |value| again and keeps TOP_TOKENS
+        "ffn:1:2": [[0, 1, 0.1], [0, 2, 0.5], [0, 5, 0.2], [0, 6, 0.3], [0, 8, 0.05],
+                    [1, 1, -0.2], [1, 2, 0.1], [1, 5, -0.9], [1, 9, 0.4]],
+        "ffn:0:1": [[1, 10, 0.01]],
+        "ffn:3:9": [[0, i, 1.0] for i in range(11)],  # not a selected unit: ignored
     },
     "provenance": {"seed": 0},
 }
@@ -203,6 +204,49 @@ def test_pairs_and_a_self_contained_page(study):
     data = json.loads(html[start:html.index("</script>", start)])
     assert [p["pair_id"] for p in data["pairs"]] == ["q1:d1", "q1:d2"]
     assert data["pairs"][0]["tokens"] == TOKENS and data["pairs"][0]["attribution"][2] == pytest.approx(-0.6)
+
+
+def test_neuron_tokens_record_concatenates_streams_and_round_trips(study):
+    import numpy as np
+
+    from irneurons.conductance import Attribution
+
+    # two bi-encoder pairs: stream 0 the query pass, stream 1 the passage pass, right-padded to 4 tokens
+    toks = [[["[CLS]", "wing", "[SEP]"], ["[CLS]", "swept", "wing", "[SEP]"]], [["[CLS]", "flutter", "[SEP]"], ["[CLS]", "x", "[SEP]"]]]
+    parts = [[[0, 1, 2], [4, 3, 3, 4]], [[0, 1, 2], [4, 3, 4]]]
+    ffn = np.zeros((2, 2, 4, 2))
+    ffn[0, 1, 1, 1] = -0.123456  # ffn:3:9 at "swept" of pair 0
+    ffn[1, 0, 1, 1] = 0.5
+    ffn[0, 0, 3] = ffn[1, :, 3] = 99.0  # padding of the 3-token streams: never read
+    heads = np.full((2, 2, 4, 1), 0.25)
+    meta = dict(pair_ids=["q1:d1", "q2:d5"], parts=["query_cls", "query", "query_sep", "passage", "passage_special", "pad"],
+                layers=["encoder.0"], tokens=toks, token_parts=parts)
+    attr = Attribution({"ffn_tokens": ffn, "ffn_token_units": np.array([[1, 2], [3, 9]]), "heads_tokens": heads,
+                        "heads_token_units": np.array([[0, 1]])}, meta)
+    rec = explorer.neuron_tokens_record(attr, ["alpha", "beta"], ["relevant", "non_relevant"], provenance={"seed": 0})
+    assert rec["pairs"][0] == {"pair_id": "q1:d1", "dataset": "alpha", "class": "relevant",
+                               "tokens": ["[CLS]", "wing", "[SEP]", "[CLS]", "swept", "wing", "[SEP]"],
+                               "parts": ["query_cls", "query", "query_sep", "passage_special", "passage", "passage",
+                                         "passage_special"]}
+    assert list(rec["units"]) == ["ffn:1:2", "ffn:3:9", "head:0:1"]
+    assert rec["units"]["ffn:3:9"] == [[1, 1, 0.5], [0, 4, -0.1235]]  # by |value|, positions in the joined list
+    assert rec["units"]["ffn:1:2"] == []  # its only non-zero values sit in padding, which is never read
+    assert len(rec["units"]["head:0:1"]) == explorer.TOP_TOKENS  # 13 equal hits: the first 8 by pair, position
+    assert rec["units"]["head:0:1"][:2] == [[0, 0, 0.25], [0, 1, 0.25]]
+    assert all(pos < len(rec["pairs"][i]["tokens"]) for rows in rec["units"].values() for i, pos, _ in rows)
+    with pytest.raises(ValueError, match="2 pairs but 1 datasets"):
+        explorer.neuron_tokens_record(attr, ["alpha"], ["relevant", "relevant"])
+    write_json(study / "explorer" / "neuron_tokens.json", rec)  # what the explorer reads back
+    hits = explorer.top_tokens(json.loads((study / "explorer" / "neuron_tokens.json").read_text()), ["ffn:3:9"])
+    assert [(h["pair_id"], h["token"], h["part"], h["value"], h["cls"]) for h in hits["ffn:3:9"][:2]] == [
+        ("q2:d5", "flutter", "query", 0.5, "non_relevant"), ("q1:d1", "swept", "passage", -0.1235, "relevant")]
+
+
+def test_pick_pairs_spreads_each_label_over_queries():
+    pairs = pd.DataFrame({"pair_id": ["q2:d1", "q1:d3", "q1:d2", "q1:d1", "q3:d1"], "label": [1, 0, 1, 1, 0]})
+    assert explorer.pick_pairs(pairs, 2)["pair_id"].tolist() == ["q1:d1", "q2:d1", "q1:d3", "q3:d1"]
+    assert explorer.pick_pairs(pairs, 3)["pair_id"].tolist() == ["q1:d1", "q2:d1", "q1:d2", "q1:d3", "q3:d1"]
+    assert explorer.pick_pairs(pairs, 0).empty
 
 
 # ---- the page in headless Chromium ------------------------------------------------------------------------

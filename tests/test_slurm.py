@@ -26,7 +26,7 @@ WHY_NOT = (
 )
 
 # Fit the profile's per-rule requests to this 2-CPU node (cluster-specific values are the user's to set).
-GPU_RULES = ("finetune", "rerank", "attribute", "prune", "prune_unpruned")
+GPU_RULES = ("finetune", "rerank", "attribute", "prune", "prune_unpruned", "neuron_tokens")
 NODE_FIT = [
     "--set-threads", *[f"{r}=1" for r in GPU_RULES + ("token_attributions",)],
     "--set-resources", *[f"{r}:cpus_per_gpu=1" for r in GPU_RULES], *[f"{r}:mem_mb=3000" for r in GPU_RULES],

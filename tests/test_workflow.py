@@ -79,6 +79,7 @@ BAD_CONFIGS = [
     (lambda c: c["nig"].update(bf16="maybe"), "config error at nig.bf16: 'maybe' is not one of"),
     (lambda c: c["pruning"]["heads"].update(fractions=[0]), "config error at pruning.heads.fractions.0: 0 is less than or equal to the minimum"),
     (lambda c: c["pruning"].update(parts=["body"]), "config error at pruning.parts.0: 'body' is not one of"),
+    (lambda c: c["explorer"].update(pairs_per_class=-1), "config error at explorer.pairs_per_class: -1 is less than the minimum"),
     (lambda c: c["datasets"]["vaswani"].update(role="in_domain"), "pruning.ffn.schemes: scheme 'ood' needs an in_domain and an ood dataset"),
 ]
 
@@ -282,12 +283,34 @@ def test_ci_config_end_to_end(tmp_path):
                  "completeness.png", "tokens_cranfield.png", "tokens_vaswani.html"):
         assert (res / "figures" / name).stat().st_size > 1000, name
     assert "## Pruning" in (res / "tables" / "summary.md").read_text()
+    # the neuron explorer: per-token NIG of every selected unit over explorer.pairs_per_class attribution pairs
+    # per dataset and class (spread over queries)
+    assert (res / "explorer" / "index.html").stat().st_size > 10_000
+    per_token = json.loads((res / "explorer" / "neuron_tokens.json").read_text())
+    per_class = ci_config()["explorer"]["pairs_per_class"]
+    assert len(per_token["pairs"]) == per_class * 2 * 2  # x classes x datasets
+    assert sorted((p["dataset"], p["class"]) for p in per_token["pairs"]) == sorted(
+        (d, c) for d in ("cranfield", "vaswani") for c in ("relevant", "non_relevant") for _ in range(per_class))
+    assert {p["pair_id"] for p in per_token["pairs"] if p["dataset"] == "vaswani"} <= set(pairs["pair_id"])
+    selected = {f"{sel['unit_type']}:{layer}:{u}" for path in (res / "sets").rglob("*.json")
+                for sel in [json.loads(path.read_text())] if sel["strategy"] not in ("random", "random_layer_matched")
+                for units in sel["sets"] for layer, u in units}
+    assert per_token["units"] and set(per_token["units"]) == selected  # every selected unit, nothing else
+    assert any(uid.startswith("head:") for uid in per_token["units"])
+    hits = per_token["units"][next(u for u in sorted(per_token["units"]) if u.startswith("ffn:"))]
+    assert 0 < len(hits) <= 8 and [abs(v) for _, _, v in hits] == sorted((abs(v) for _, _, v in hits), reverse=True)
+    pair_index, position, _ = hits[0]
+    assert position < len(per_token["pairs"][pair_index]["tokens"]) == len(per_token["pairs"][pair_index]["parts"])
+    assert per_token["pairs"][pair_index]["parts"][0] == "cls" and "passage" in per_token["pairs"][pair_index]["parts"]
     # the companion bi-encoder: the same study, zero-shot, beside the cross-encoder
     comp = tmp_path / "results" / "ci-biencoder"
     assert not (comp / "model" / "hf").exists() and json.loads((comp / "model" / "model.json").read_text())["kind"] == "bi_encoder"
     cshard, cmeta = __import__("irneurons.shards", fromlist=["load_shard"]).load_shard(comp / "nig" / "vaswani" / "shard-0.npz")
     assert cshard["ffn"].shape == (4, 6, 6, 1536) and cmeta["completeness"]["n_pairs"] == 4
     assert cshard["n_tokens"][:, 1].min() > 0 and cshard["n_tokens"][:, 3].min() > 0  # query and passage passes
+    cper = json.loads((comp / "explorer" / "neuron_tokens.json").read_text())  # one token list per pair: both passes
+    assert len(cper["pairs"]) == per_class * 2 * 2 and {"query", "passage"} <= set(cper["pairs"][0]["parts"])
+    assert all(pos < len(cper["pairs"][i]["tokens"]) for rows in cper["units"].values() for i, pos, _ in rows)
     assert {"exist", "shared"} <= set(pd.read_csv(comp / "tables" / "claims.csv")["claim"])
     models = pd.read_csv(res / "tables" / "models.csv")
     assert set(models["dataset"]) == {"cranfield", "vaswani"} and models["jaccard"].between(0, 1).all()
@@ -296,8 +319,15 @@ def test_ci_config_end_to_end(tmp_path):
     proc = run("--report", str(tmp_path / "report.html"))
     assert (tmp_path / "report.html").stat().st_size > 10_000
     assert "ERROR/" not in proc.stdout + proc.stderr and "Undefined substitution" not in proc.stdout + proc.stderr
-    # a finished run has nothing left to do
+    # a finished run has nothing left to do, and an edit of docstrings and comments only reruns nothing
     assert "Nothing to be done" in run("-n").stdout
+    engine = wf / "src" / "irneurons" / "engine.py"
+    engine.write_text(engine.read_text().replace('"""', '"""An edited docstring. ', 1) + "\n# an edited comment\n")
+    assert "Nothing to be done" in run("-n").stdout
+    # the README's irneurons commands for a finished study, verbatim, on this one as results/default
+    from .test_cli import check_readme_study_commands
+
+    check_readme_study_commands(res, tmp_path / "results" / "ir_datasets", tmp_path / "readme")
     # reproducible: everything recomputed from scratch (fine-tuning included) gives the same sets and metrics
     before, means = outcome(res), neuron_means(res)
     run("--cores", "2", "--forceall")
@@ -309,7 +339,7 @@ def test_ci_config_end_to_end(tmp_path):
     companion_plots = {f"companion_{r}" for r in PLOT_RULES - {"plot_tokens"}}  # no token view for bi-encoders
     assert planned_rules(run("-n", "--quiet", "rules", config=cfg)) == PLOT_RULES | companion_plots | {"compare_models", "all"}
     with open(wf / "src" / "irneurons" / "plots.py", "a") as fh:
-        fh.write("\n# an edit of the plotting code\n")
+        fh.write("\nEDITED = True  # an edit of the plotting code (comments alone change no version)\n")
     assert planned_rules(run("-n", "--quiet", "rules")) == PLOT_RULES | companion_plots | {"all"}
 
 

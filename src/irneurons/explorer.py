@@ -19,7 +19,13 @@ Data schema (lists are index-aligned with ``datasets`` / ``classes`` / ``parts``
              stats[dataset][class][part] = [mean, se, std, n, absact] or null,
              top_tokens null or [{pair_id, dataset, cls, position, token, part, value, length, left, right}]}],
     pairs: [{pair_id, dataset, label, f_x, f_baseline, delta, tokens, parts, attribution}],
-    per_token: null (no explorer/neuron_tokens.json) or {pairs, units, provenance}
+    per_token: null (no explorer/neuron_tokens.json) or {pairs, units, provenance} (counts of that file's)
+
+``explorer/neuron_tokens.json`` (the ``neuron_tokens`` rule, :func:`neuron_tokens_record`)::
+
+    pairs: [{pair_id, dataset, class "relevant" | "non_relevant", tokens [str], parts [str]}],
+    units: {unit id: [[pair index, position, per-token conductance], ... its TOP_TOKENS largest |values|]},
+    provenance
 """
 
 from __future__ import annotations
@@ -135,15 +141,15 @@ def read_pairs(tokens: dict) -> list[dict]:
 
 
 def top_tokens(neuron_tokens: dict, ids, k: int = TOP_TOKENS, context: int = CONTEXT) -> dict:
-    """{unit id: the k tokens of the per-token file where the unit's conductance is largest in magnitude},
-    each {pair_id, dataset, cls, position, token, part, value, length (of the pair), left, right} with
-    ``context`` tokens of context either side. Units absent from the file are left out."""
+    """{unit id: the k hits of the per-token file with the largest |conductance|}, each {pair_id, dataset, cls,
+    position, token, part, value, length (of the pair), left, right} with ``context`` tokens either side.
+    Units absent from the file (or without a non-zero hit) are left out."""
     pairs, out = neuron_tokens.get("pairs", []), {}
     for uid in ids:
-        hits = [(abs(v), pi, pos, v) for pi, values in neuron_tokens.get("units", {}).get(uid, [])
-                for pos, v in enumerate(values) if v is not None and math.isfinite(v)]
+        hits = [(pi, pos, v) for pi, pos, v in neuron_tokens.get("units", {}).get(uid, [])
+                if v is not None and math.isfinite(v)]
         rows = []
-        for _, pi, pos, v in sorted(hits, key=lambda h: (-h[0], h[1], h[2]))[:k]:
+        for pi, pos, v in sorted(hits, key=lambda h: (-abs(h[2]), h[0], h[1]))[:k]:
             p = pairs[pi]
             parts = p.get("parts") or [""] * len(p["tokens"])
             rows.append(dict(pair_id=p["pair_id"], dataset=p.get("dataset"), cls=p.get("class"), position=pos,
@@ -152,6 +158,49 @@ def top_tokens(neuron_tokens: dict, ids, k: int = TOP_TOKENS, context: int = CON
         if rows:
             out[uid] = rows
     return out
+
+
+def pick_pairs(pairs: pd.DataFrame, per_class: int) -> pd.DataFrame:
+    """The per-token pairs of one dataset: ``per_class`` relevant (label 1), then non-relevant (label 0)
+    attribution pairs, spread over queries: each query's first pair (in pair_id order) before any query's
+    second. Deterministic; attribution pairs, so never a test query."""
+    qid = pairs["qid"] if "qid" in pairs else pairs["pair_id"].str.split(":").str[0]
+    ordered = pairs.assign(_q=qid).sort_values("pair_id", kind="stable")
+    ordered = ordered.assign(_rank=ordered.groupby(["_q", "label"]).cumcount()).sort_values(["_rank", "pair_id"], kind="stable")
+    picked = [ordered[ordered["label"] == label].head(per_class) for label in (1, 0)]
+    return pd.concat(picked).drop(columns=["_q", "_rank"])
+
+
+def neuron_tokens_record(attr, datasets, classes, provenance=None, digits: int = 4, k: int = TOP_TOKENS) -> dict:
+    """``explorer/neuron_tokens.json`` from an :class:`irneurons.conductance.Attribution` computed with
+    ``per_token=True, units=[...]`` (duck-typed: this module does not import torch).
+
+    ``datasets`` / ``classes`` ("relevant" | "non_relevant"): one per pair, aligned with ``attr.pair_ids``.
+    A pair's streams are concatenated (bi-encoders: the query pass's tokens, then the passage pass's), so a
+    pair has one token list; ``parts`` are the model kind's part names (``attr.parts``). Returns
+    ``{"pairs": [{pair_id, dataset, class, tokens, parts}], "units": {unit id: [[pair index, position, value],
+    ...]}, "provenance": provenance}``: per unit its ``k`` non-zero per-token values of largest magnitude over
+    all pairs (ties by pair, then position), rounded to ``digits`` significant digits. Only the hits the cards
+    show are kept, so the file grows with units × k, not units × pairs × tokens (paper scale: ~10⁴ units).
+    """
+    ids = attr.pair_ids
+    if not len(datasets) == len(classes) == len(ids):
+        raise ValueError(f"{len(ids)} pairs but {len(datasets)} datasets and {len(classes)} classes")
+    lengths = [[len(stream) for stream in attr.meta["tokens"][i]] for i in range(len(ids))]
+    pairs = [{"pair_id": str(pid), "dataset": str(d), "class": str(c),
+              "tokens": [str(t) for stream in attr.meta["tokens"][i] for t in stream],
+              "parts": [attr.parts[int(p)] for stream in attr.meta["token_parts"][i] for p in stream]}
+             for i, (pid, d, c) in enumerate(zip(ids, datasets, classes))]
+    units = {}
+    for unit_type in ("ffn", "head"):
+        tok = attr.tokens(unit_type)  # [pair, stream, token, unit], right-padded per stream
+        for j, uid in enumerate(tok.coords["unit"]):
+            hits = [(i, pos, float(v)) for i in range(len(ids))
+                    for pos, v in enumerate(v for s, n in enumerate(lengths[i]) for v in tok.values[i, s, :n, j])
+                    if v != 0 and math.isfinite(v)]
+            hits.sort(key=lambda h: (-abs(h[2]), h[0], h[1]))
+            units[uid] = [[i, pos, _num(v, digits)] for i, pos, v in hits[:k]]
+    return {"pairs": pairs, "units": units, "provenance": provenance}
 
 
 def _memberships(sets: list[dict]) -> dict:
