@@ -31,7 +31,7 @@ rule figure_tables:
         mem_mb=2000,
         runtime=10,
     params:
-        code=code_version("select"),
+        code=code_version("figure_data"),
         datasets=DATASETS,
         roles=ROLES,
         fractions={"ffn": FIG["fraction"], "head": FIG["head_fraction"]},

@@ -3,7 +3,7 @@ the pairwise Jaccard overlap of the schemes' top sets."""
 
 import pandas as pd
 
-from irneurons import aggregate, select
+from irneurons import aggregate, figure_data, select
 from irneurons.provenance import setup_logging
 
 setup_logging(snakemake.log[0])
@@ -14,13 +14,13 @@ schemes = select.default_schemes(p.roles)
 signed, norm = p.score.get("signed", True), p.score.get("normalise", "zscore")
 layers, overlap = [], []
 for unit_type, fraction in p.fractions.items():
-    layers.append(select.layer_distribution_table(tables, p.roles, schemes, [unit_type], fraction, signed=signed,
+    layers.append(figure_data.layer_distribution_table(tables, p.roles, schemes, [unit_type], fraction, signed=signed,
                                                   normalise_by=norm))
     fused = [s for s in schemes if s.startswith("fusion-all")]  # per part: the fusion over all datasets only
     parts = [x for x in aggregate.PARTS if x not in ("pad", "total")]
-    layers.append(select.layer_distribution_table(tables, p.roles, fused, [unit_type], fraction,
+    layers.append(figure_data.layer_distribution_table(tables, p.roles, fused, [unit_type], fraction,
                                                   classes=["relevant"], parts=parts, signed=signed,
                                                   normalise_by=norm))
-    overlap.append(select.overlap_table(tables, p.roles, schemes, unit_type, fraction, p.score))
+    overlap.append(figure_data.overlap_table(tables, p.roles, schemes, unit_type, fraction, p.score))
 pd.concat(layers).to_csv(snakemake.output.layers, index=False)
 pd.concat(overlap).to_csv(snakemake.output.overlap, index=False)

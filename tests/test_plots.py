@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from irneurons import plots, select, study
+from irneurons import figure_data, plots, select, study
 
 from .test_select import long_table
 
@@ -35,8 +35,8 @@ def test_layer_and_part_distribution(tmp_path, neuron_tables):
     schemes = select.default_schemes(roles)
     assert schemes == ["a", "b", "fusion-in_domain", "fusion-ood", "fusion-all", "intersection-all", "ood"]
     layers = pd.concat([
-        select.layer_distribution_table(tables, roles, schemes, ["ffn", "head"], 0.1),
-        select.layer_distribution_table(tables, roles, ["fusion-all"], ["ffn"], 0.1, classes=["relevant"],
+        figure_data.layer_distribution_table(tables, roles, schemes, ["ffn", "head"], 0.1),
+        figure_data.layer_distribution_table(tables, roles, ["fusion-all"], ["ffn"], 0.1, classes=["relevant"],
                                         parts=["query"]),
     ])
     row = layers.query("scheme == 'a' and unit_type == 'ffn' and `class` == 'relevant' and part == 'total'")
@@ -54,7 +54,7 @@ def test_layer_and_part_distribution(tmp_path, neuron_tables):
 def test_overlap_heatmap(tmp_path, neuron_tables):
     tables, roles = neuron_tables
     schemes = select.default_schemes(roles)
-    table = select.overlap_table(tables, roles, schemes, "ffn", 0.1, {})
+    table = figure_data.overlap_table(tables, roles, schemes, "ffn", 0.1, {})
     assert len(table) == len(schemes) ** 2
     assert table.query("a == b and size_a > 0")["jaccard"].eq(1).all()
     assert table["chance"].iloc[0] == pytest.approx(select.chance_jaccard(150, 15))

@@ -42,7 +42,7 @@ def _save(fig, path, dpi: int):
 def layer_distribution(table: pd.DataFrame, path, *, part: str = "total", dpi: int = 150):
     """Grouped bars: per layer, the % of the layer's units in each scheme's top set.
 
-    ``table``: :func:`irneurons.select.layer_distribution_table` rows. Panels: unit types (rows) × classes
+    ``table``: :func:`irneurons.figure_data.layer_distribution_table` rows. Panels: unit types (rows) × classes
     (columns); one bar per scheme.
     """
     table = table[table["part"] == part]
@@ -96,7 +96,7 @@ def part_distribution(table: pd.DataFrame, path, *, scheme: str = "fusion-all", 
 
 
 def overlap_heatmap(table: pd.DataFrame, path, *, dpi: int = 150):
-    """Heat-map of pairwise Jaccard (``table``: :func:`irneurons.select.overlap_table`), cells annotated; the
+    """Heat-map of pairwise Jaccard (``table``: :func:`irneurons.figure_data.overlap_table`), cells annotated; the
     chance level is marked on the colour bar and in the title."""
     schemes = list(dict.fromkeys(table["a"]))
     mat = table.pivot(index="a", columns="b", values="jaccard").loc[schemes, schemes]
