@@ -180,3 +180,24 @@ def test_dangling_qrels_are_dropped_with_a_warning_with_counts(beir_folder, capl
     assert [r.getMessage() for r in caplog.records] == [
         "dataset 'x': 3 qrels rows name 2 documents not in the corpus; ignored ('gone1', 'gone2')"]
     assert not {"gone1", "gone2"} & set(c.qrels.doc_id) and len(c.qrels) == 6
+
+
+def test_a_corrupt_doc_store_with_duplicated_documents_fails_with_one_line(monkeypatch):
+    """Two jobs building one ir_datasets doc store at once left duplicated documents (seen in a ci run): the
+    dataset must fail naming the fix instead of pairing one query with two copies of a passage downstream."""
+    from types import SimpleNamespace
+
+    import ir_datasets
+
+    from irneurons import data
+
+    doc = SimpleNamespace(doc_id="d1", text="flutter of swept wings", title="")
+    fake = SimpleNamespace(
+        queries_iter=lambda: iter([SimpleNamespace(query_id="1", text="flutter")]),
+        qrels_iter=lambda: iter([SimpleNamespace(query_id="1", doc_id="d1", relevance=1)]),
+        docs_store=lambda: SimpleNamespace(get_many_iter=lambda ids: iter([doc, doc])),
+    )
+    monkeypatch.setattr(data, "check_source", lambda spec: None)
+    monkeypatch.setattr(ir_datasets, "load", lambda source: fake)
+    with pytest.raises(data.DataError, match=r"dataset 'toy': the doc store in .* has duplicated documents; delete"):
+        data.load_ir_datasets(data.DatasetSpec(name="toy", source="toy"), {"d1"})

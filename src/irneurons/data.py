@@ -204,6 +204,9 @@ def load_ir_datasets(spec: DatasetSpec, doc_ids: set[str] | None = None) -> Coll
         [(d.doc_id, _doc_text(d), normalise_text(getattr(d, "title", "") or "")) for d in docs_iter],
         columns=["doc_id", "text", "title"],
     )
+    if docs["doc_id"].duplicated().any():  # seen when two jobs built one doc store at the same time
+        raise DataError(f"dataset '{spec.name}': the doc store in {ir_datasets.util.home_path()} has duplicated "
+                        f"documents; delete its {spec.source} folder, rerun, give parallel studies their own cache")
     return _finish(spec, queries, docs, qrels)
 
 
