@@ -302,7 +302,7 @@
     document.getElementById("summary").textContent =
       `${D.units.length} selected units (${n("ffn")} FFN neurons, ${n("head")} heads) from ${D.sets.filter((s) => s.selected).length} ` +
       `selected and ${D.sets.filter((s) => !s.selected).length} random sets · datasets: ${D.datasets.join(", ")}` +
-      (base ? ` · unpruned ${D.metric}: ${base}` : "");
+      (base ? ` · unpruned model on the pruning protocol (first-stage top-depth re-ranked), ${D.metric}: ${base}` : "");
     document.getElementById("footer").textContent = D.per_token
       ? `per-token conductance: ${D.per_token.units} units over ${D.per_token.pairs} pairs (explorer/neuron_tokens.json)`
       : "no per-token data: explorer/neuron_tokens.json was not written";
