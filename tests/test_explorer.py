@@ -253,7 +253,11 @@ def test_pick_pairs_spreads_each_label_over_queries():
 
 @pytest.fixture(scope="module")
 def chromium():
+    import os
+
     exe, why = ensure_chromium()
+    if not exe and os.environ.get("IRNEURONS_BROWSER_INSTALL") == "1":
+        pytest.fail(f"browser test opted in (IRNEURONS_BROWSER_INSTALL=1) but: {why}")  # CI must not skip it
     if not exe:
         pytest.skip(f"browser test: {why}")
     return exe
