@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import logging
+import os
 import platform
 import sys
 from importlib import metadata
@@ -56,6 +58,15 @@ def _code_only(source: str) -> str:
     return ast.unparse(tree)
 
 
+@functools.lru_cache(maxsize=None)
+def _module_code(origin: str, mtime_ns: int, size: int) -> tuple[str, frozenset]:
+    """(code without comments / docstrings, package modules imported) of one source file, parsed once per
+    process and version of the file: every rule of a Snakefile parse asks for overlapping module closures."""
+    with open(origin, encoding="utf-8") as fh:
+        source = fh.read()
+    return _code_only(source), frozenset(_package_imports(ast.parse(source)))
+
+
 def _package_imports(tree: ast.AST) -> set[str]:
     """Names of the ``irneurons`` modules a module imports (relative or absolute, at any depth of the code)."""
     found = set()
@@ -84,21 +95,19 @@ def code_version(*modules: str) -> str:
     from importlib.util import find_spec
 
     digest = hashlib.sha256()
-    todo, seen = list(modules), set()
+    todo, code = list(modules), {}
     while todo:
         name = todo.pop()
-        if name in seen:
+        if name in code:
             continue
         spec = find_spec(f"irneurons.{name}")
         if spec is None or spec.origin is None:
             if name in modules:
                 raise ValueError(f"no module irneurons.{name}")
             continue  # ``from . import x`` of a name that is not a module
-        seen.add(name)
-        with open(spec.origin, encoding="utf-8") as fh:
-            tree = ast.parse(fh.read())
-        todo.extend(_package_imports(tree) - seen)
-    for name in sorted(seen):
-        with open(find_spec(f"irneurons.{name}").origin, encoding="utf-8") as fh:
-            digest.update(name.encode() + b"\0" + _code_only(fh.read()).encode())
+        stat = os.stat(spec.origin)
+        code[name], imports = _module_code(spec.origin, stat.st_mtime_ns, stat.st_size)
+        todo.extend(imports - code.keys())
+    for name in sorted(code):
+        digest.update(name.encode() + b"\0" + code[name].encode())
     return digest.hexdigest()[:16]
