@@ -11,6 +11,7 @@ import pandas as pd
 from irneurons import encoding, explorer, model, numerics
 from irneurons.conductance import NeuronConductance
 from irneurons.provenance import setup_logging, stamp
+from irneurons.unitsets import unit_id
 
 def write(record):
     tmp = f"{snakemake.output.json}.tmp"  # atomic: a killed job leaves no partial file
@@ -31,7 +32,7 @@ for dataset, pairs_path, queries_path, docs_path in zip(p.datasets, inp.pairs, i
     picked.append(chosen.assign(dataset=dataset, query=queries[chosen["qid"]].to_numpy(),
                                 passage=docs[chosen["doc_id"]].to_numpy()))
 pairs = pd.concat(picked, ignore_index=True)
-units = [explorer.unit_id(*u) for u in explorer.selected_units(explorer.read_sets(inp.sets))]
+units = [unit_id(*u) for u in explorer.selected_units(explorer.read_sets(inp.sets))]
 ref = model.read_model_ref(inp.model)
 meta = stamp(snakemake.config, snakemake.config["seed"], nig=opts, model=ref["source"], pairs_per_class=per_class,
              pair_ids=pairs["pair_id"].tolist())

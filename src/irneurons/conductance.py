@@ -33,10 +33,9 @@ from .nig import attribute_ids
 from .parts import PART_LABELS, PART_NAMES
 from .rankers import answer_ids, encode_pairs, pad_id, spec_of
 from .shards import load_shard, save_shard
-from .unitsets import UnitSet, unit_id
+from .unitsets import UNIT_TYPES, UnitSet, unit_id
 from .units import layer_streams
 
-UNIT_TYPES = ("ffn", "head")
 BLOCK = {"ffn": "ffn", "head": "heads"}
 
 

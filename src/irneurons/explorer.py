@@ -38,6 +38,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .unitsets import unit_id
+
 METRIC = "ndcg@10"
 CLASSES = ("relevant", "non_relevant", "all")  # as irneurons.aggregate.CLASSES (not imported: it pulls torch)
 PARTS = ("total", "cls", "query", "sep1", "passage", "sep2", "pad")  # aggregate.PARTS, total first
@@ -45,11 +47,6 @@ RANDOM_STRATEGIES = ("random", "random_layer_matched")  # irneurons.select.MULTI
 STAT_FIELDS = ("mean", "se", "std", "n", "absact")
 TOP_TOKENS, CONTEXT = 8, 4
 ASSETS = "explorer_assets"
-
-
-def unit_id(unit_type: str, layer: int, unit: int) -> str:
-    """The unit id the page (and neuron_tokens.json) uses: ``<unit_type>:<layer>:<unit>``."""
-    return f"{unit_type}:{int(layer)}:{int(unit)}"
 
 
 def _num(x, digits: int = 5):
