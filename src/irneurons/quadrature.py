@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 ESTIMATORS = ("riemann_right", "riemann_left", "trapezoid", "gauss_legendre", "chebyshev_lobatto",
               "captum_riemann_right")
@@ -20,7 +19,7 @@ ESTIMATORS = ("riemann_right", "riemann_left", "trapezoid", "gauss_legendre", "c
 DEFAULT_BUDGET = {"cpu": 4096, "cuda": 16384}
 
 
-def default_budget(device: torch.device) -> int:
+def default_budget(device) -> int:
     """Rows × tokens per forward for ``device`` (:data:`DEFAULT_BUDGET`)."""
     return DEFAULT_BUDGET.get(device.type, DEFAULT_BUDGET["cpu"])
 
@@ -97,6 +96,8 @@ def quadrature(estimator: str, steps: int) -> Quadrature:
         alphas, weights, diff = chebyshev_lobatto(steps)
         return Quadrature(alphas, weights=weights, diff=diff)
     if estimator == "captum_riemann_right":
+        import torch  # here only: the CLI reads ESTIMATORS for its --help without loading torch
+
         # Same floats as captum: torch.linspace(1/n, 1, n).tolist() with n = steps + 1.
         n = steps + 1
         return Quadrature(np.array(torch.linspace(1 / n, 1, n).tolist(), dtype=np.float64), grad_side="left")
