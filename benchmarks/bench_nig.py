@@ -37,9 +37,13 @@ import time
 import numpy as np
 import torch
 
-from irneurons import completeness, engine, nig, quadrature, units
-from irneurons.model import resolve_device
-from irneurons.parts import baseline_ids, token_parts
+from irneurons.attribution import completeness
+from irneurons.attribution import engine
+from irneurons.attribution import nig
+from irneurons.attribution import quadrature
+from irneurons.units import hooks as units
+from irneurons.rankers.loading import resolve_device
+from irneurons.rankers.parts import baseline_ids, token_parts
 
 QUERIES = [
     "what causes the northern lights",
@@ -355,7 +359,7 @@ def arch_model(model_type, kind, layers, hidden, heads, d_ff, vocab, max_len, in
     from transformers.utils import logging as hf_logging
 
     from irneurons import testing
-    from irneurons.rankers import RankerSpec, attach
+    from irneurons.rankers.kinds import RankerSpec, attach
 
     hf_logging.set_verbosity_error()
     cfg = testing.config(model_type, layers=layers, hidden=hidden, heads=heads, d_ff=d_ff, initializer_range=init)
@@ -379,7 +383,7 @@ def arch_batch(model_type, kind, n_pairs, length, q_len, vocab, seed=0):
     """(ids, mask, token types | None, parts, pad id) [N, S, T] of ``n_pairs`` pairs of ``length`` tokens in
     all (bi-encoders: both streams together) with ``q_len`` query tokens, content ids random in [5, vocab);
     special ids and layout as irneurons.testing.batch."""
-    from irneurons import parts as P
+    from irneurons.rankers import parts as P
 
     g = torch.Generator().manual_seed(seed)
 
@@ -431,8 +435,9 @@ def arch_floor_fn(model, ids, am, tt, parts, pad, answers, points, alphas, devic
     replaced by the path embeddings with the same override hook NIG uses, and nothing else is hooked."""
     from dataclasses import replace as dc_replace
 
-    from irneurons.model import resolve_target
-    from irneurons.rankers import model_kwargs, relevance_rows, spec_of
+    from irneurons.rankers.relevance import resolve_target
+    from irneurons.rankers.relevance import model_kwargs, relevance_rows
+    from irneurons.rankers.kinds import spec_of
 
     spec = spec_of(model)
     if spec.kind == "cross_encoder":
@@ -478,7 +483,8 @@ def clocked(fn, device, clock="wall"):
 
 def arch_rows(args, device):
     """Print one row per (model_type, kind): floor ms/point, NIG ms/node per estimator, ratio to the floor."""
-    from irneurons import architectures, testing
+    from irneurons.units import architectures
+    from irneurons import testing
 
     estimators = [(e, int(k)) for e, k in (item.split(":") for item in args.arch_estimators.split(","))]
     if args.arch_types:
@@ -678,7 +684,7 @@ def main():
     if "cost" in sections:
         from transformers import BertConfig, BertForSequenceClassification
 
-        from irneurons import model as irmodel
+        from irneurons.rankers import loading as irmodel
 
         grids = [(est, [int(x) for x in steps.split("/")]) for est, steps in
                  (g.split(":") for g in args.cost_grid.split(","))]

@@ -6,7 +6,7 @@ pruned scoring should run within 10 % of unpruned scoring (target: throughput ra
 batch), 5 % of the heads. Repeats are interleaved (unpruned, variant, unpruned, ...) and the median taken.
 
 Many masks per job (``--sets R``): R random FFN sets scored by one process that loads the model and tokenizes
-once (:func:`irneurons.prune.pruned_scores_many`, what a `random` pruning job does) against R separate
+once (:func:`irneurons.study.pruning.pruned_scores_many`, what a `random` pruning job does) against R separate
 processes that each start Python, import torch/transformers, load the model, tokenize and score one set (what
 R single-set jobs cost, without Snakemake's own overhead). Prints sets/s of both and their ratio.
 
@@ -26,11 +26,12 @@ import time
 import numpy as np
 import torch
 
-from irneurons import model as M
-from irneurons import parts, units
+from irneurons.rankers import loading as M
+from irneurons.rankers import parts
+from irneurons.units import hooks as units
 from irneurons.numerics import resolve_bf16
-from irneurons.prune import pruned_scores
-from irneurons.select import random_units
+from irneurons.study.pruning import pruned_scores
+from irneurons.study.selection import random_units
 
 
 def synthetic_pairs(tokenizer, n: int, seed: int = 0):
@@ -99,8 +100,8 @@ def main():
 
 ONE_JOB = """
 import json, sys, torch
-from irneurons import model as M
-from irneurons.prune import pruned_scores_many
+from irneurons.rankers import loading as M
+from irneurons.study.pruning import pruned_scores_many
 a = json.loads(sys.stdin.read())
 torch.set_num_threads(a["threads"])
 net, tok = M.load_cross_encoder(a["model"], num_labels=1, device=M.resolve_device())

@@ -21,7 +21,7 @@ rule attribute:
         runtime=120,
         gpu=1,
     params:
-        code=code_version("nig", "units", "model", "numerics"),
+        code=script_code("attribute.py"),
         nig=config["nig"],
         seed=SEED,
     script:

@@ -6,7 +6,7 @@ import sys
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from irneurons.configuration import ConfigError, check_config
+from irneurons.workflow.configuration import ConfigError, check_config
 
 try:  # one-line message naming the key first; snakemake's validate then fills defaults
     check_config(config, workflow.source_path("../config/schema.yaml"))
@@ -14,18 +14,24 @@ except ConfigError as err:
     raise WorkflowError(str(err)) from None
 validate(config, schema="../config/schema.yaml")
 
-from irneurons import data as irdata
-from irneurons import model as irmodel
-from irneurons import select as irselect
-from irneurons.architectures import UnsupportedArchitecture
+from irneurons.retrieval import datasets as irdata
+from irneurons.rankers import loading as irmodel
+from irneurons.study import selection as irselect
+from irneurons.errors import UnsupportedArchitecture
 from irneurons.errors import ModelError
-from irneurons.provenance import code_version, stamp
+from irneurons.workflow.provenance import code_version, script_code_version, stamp
 
 RESULTS = f"results/{config['name']}"
 DATASETS = list(config["datasets"])
 ROLES = {d: config["datasets"][d].get("role", "in_domain") for d in DATASETS}
 IN_DOMAIN = [d for d in DATASETS if ROLES[d] == "in_domain"]
 SEED = config["seed"]
+SCRIPTS = f"{workflow.current_basedir}/../scripts"
+
+
+def script_code(name):
+    """A rule's ``code`` param: the version of the package code its script imports (a code edit reruns it)."""
+    return script_code_version(f"{SCRIPTS}/{name}")
 
 
 wildcard_constraints:
@@ -58,7 +64,7 @@ def dataset_cfg(wildcards):
 
 
 def scheme_members(scheme):
-    """Datasets a selection scheme reads (see irneurons.select.parse_scheme)."""
+    """Datasets a selection scheme reads (see irneurons.study.selection.parse_scheme)."""
     return irselect.parse_scheme(scheme, ROLES)[1]
 
 

@@ -29,7 +29,7 @@ rule compare_models:
         mem_mb=2000,
         runtime=10,
     params:
-        code=code_version("compare", "select"),
+        code=script_code("compare_models.py"),
         datasets=DATASETS,
         names=[config["name"], COMPANION["name"]],
         kinds=[

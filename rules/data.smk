@@ -15,7 +15,7 @@ rule dataset:
         mem_mb=4000,
         runtime=30,
     params:
-        code=code_version("data"),
+        code=script_code("prepare_dataset.py"),
         spec=dataset_cfg,
         cache=config["ir_datasets"],
     script:
@@ -40,7 +40,7 @@ rule candidates:
         mem_mb=8000,
         runtime=60,
     params:
-        code=code_version("data", "firststage", "scoring", "rankers"),
+        code=script_code("first_stage.py"),
         spec=dataset_cfg,
         cache=config["ir_datasets"],
     script:
@@ -64,7 +64,7 @@ rule pairs:
         mem_mb=2000,
         runtime=10,
     params:
-        code=code_version("data"),
+        code=script_code("sample_pairs.py"),
         per_class=config["pairs"]["per_class"],
         shard_size=config["pairs"]["shard_size"],
         relevant_min_grade=lambda wc: irdata.DatasetSpec.from_config(

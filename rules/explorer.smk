@@ -3,7 +3,7 @@
 # per-token NIG of every selected unit over explorer.pairs_per_class attribution pairs per dataset and class) and
 # the example pairs' token attributions.
 
-from irneurons.explorer import assets_version
+from irneurons.figures.explorer import assets_version
 
 EXPLORER = config["explorer"]
 
@@ -34,7 +34,7 @@ rule neuron_tokens:
         runtime=120,
         gpu=1,
     params:
-        code=code_version("conductance", "explorer"),  # closure: nig, model, numerics ...
+        code=script_code("neuron_tokens.py"),
         nig=config["nig"],
         explorer=EXPLORER,
         datasets=DATASETS,
@@ -74,7 +74,7 @@ rule explorer:
         mem_mb=2000,
         runtime=10,
     params:
-        code=code_version("explorer"),
+        code=script_code("explorer.py"),
         assets=assets_version(),
         name=config["name"],
         datasets=DATASETS,

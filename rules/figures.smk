@@ -31,7 +31,7 @@ rule figure_tables:
         mem_mb=2000,
         runtime=10,
     params:
-        code=code_version("figure_data"),
+        code=script_code("figure_tables.py"),
         datasets=DATASETS,
         roles=ROLES,
         fractions={"ffn": FIG["fraction"], "head": FIG["head_fraction"]},
@@ -59,7 +59,7 @@ rule token_attributions:
         mem_mb=4000,
         runtime=20,
     params:
-        code=code_version("tokens", "nig", "model"),
+        code=script_code("token_attributions.py"),
         examples=FIG["token_examples"],
         baseline=FIG["token_baseline"],
         steps=FIG["token_steps"],
@@ -86,7 +86,7 @@ rule plot_layers:
     conda:
         "../envs/plots.yaml"
     params:
-        code=code_version("plots"),
+        code=script_code("plot_layers.py"),
         dpi=FIG["dpi"],
     script:
         "../scripts/plot_layers.py"
@@ -111,7 +111,7 @@ rule plot_overlap:
     conda:
         "../envs/plots.yaml"
     params:
-        code=code_version("plots"),
+        code=script_code("plot_overlap.py"),
         dpi=FIG["dpi"],
     script:
         "../scripts/plot_overlap.py"
@@ -131,7 +131,7 @@ rule plot_pruning:
     conda:
         "../envs/plots.yaml"
     params:
-        code=code_version("plots"),
+        code=script_code("plot_pruning.py"),
         dpi=FIG["dpi"],
     script:
         "../scripts/plot_pruning.py"
@@ -153,7 +153,7 @@ rule plot_completeness:
     conda:
         "../envs/plots.yaml"
     params:
-        code=code_version("plots"),
+        code=script_code("plot_completeness.py"),
         dpi=FIG["dpi"],
         datasets=DATASETS,
         label=f"{config['nig']['estimator']} {config['nig']['steps']}",
@@ -180,7 +180,7 @@ rule plot_tokens:
     conda:
         "../envs/plots.yaml"
     params:
-        code=code_version("plots"),
+        code=script_code("plot_tokens.py"),
         dpi=FIG["dpi"],
     script:
         "../scripts/plot_tokens.py"
@@ -204,6 +204,6 @@ rule tables_report:
     conda:
         "../envs/data.yaml"
     params:
-        code=code_version("evaluate"),
+        code=script_code("tables_report.py"),
     script:
         "../scripts/tables_report.py"

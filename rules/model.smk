@@ -25,7 +25,7 @@ if config["model"]["finetune"]:
             runtime=120,
             gpu=1,
         params:
-            code=code_version("finetune", "model", "firststage", "numerics"),
+            code=script_code("finetune.py"),
             model=config["model"],
             finetune=config["finetune"],
             relevant_min_grade={
@@ -53,7 +53,7 @@ else:
             mem_mb=1000,
             runtime=10,
         params:
-            code=code_version("model"),
+            code=script_code("model_reference.py"),
             model=config["model"],
         script:
             "../scripts/model_reference.py"
@@ -82,7 +82,7 @@ rule rerank:
         runtime=60,
         gpu=1,
     params:
-        code=code_version("model", "evaluate", "numerics"),
+        code=script_code("rerank.py"),
         rerank=config["rerank"],
     script:
         "../scripts/rerank.py"
@@ -105,7 +105,7 @@ rule baseline_metrics:
         mem_mb=2000,
         runtime=10,
     params:
-        code=code_version("evaluate"),
+        code=script_code("baseline_metrics.py"),
         relevant_min_grade=lambda wc: irdata.DatasetSpec.from_config(
             wc.dataset, dataset_cfg(wc)
         ).relevant_min_grade,
@@ -130,6 +130,6 @@ rule baseline_table:
         mem_mb=1000,
         runtime=5,
     params:
-        code=code_version("evaluate"),
+        code=script_code("baseline_table.py"),
     script:
         "../scripts/baseline_table.py"

@@ -21,7 +21,7 @@ rule aggregate:
         mem_mb=4000,
         runtime=30,
     params:
-        code=code_version("aggregate", "nig"),
+        code=script_code("aggregate.py"),
         seed=SEED,
     script:
         "../scripts/aggregate.py"
@@ -42,7 +42,7 @@ rule select_units:
     log:
         f"{RESULTS}/logs/select_units/{{unit_type}}-{{scheme}}-{{strategy}}-{{fraction}}.log",
     params:
-        code=code_version("select"),
+        code=code_version("study.selection"),
         score=config["pruning"]["score"],
         seed=SEED,
         n_sets=selection_sets,
@@ -68,7 +68,7 @@ rule stability:
         mem_mb=8000,
         runtime=20,
     params:
-        code=code_version("stability", "select", "nig"),
+        code=script_code("stability.py"),
         datasets=DATASETS,
         shards_per_dataset=len(shard_ids()),
         stability=config["stability"],
@@ -94,7 +94,7 @@ rule neuron_sets_summary:
         mem_mb=2000,
         runtime=10,
     params:
-        code=code_version("select"),
+        code=script_code("neuron_sets_summary.py"),
         score=config["pruning"]["score"],
         fractions=summary_fractions(),
         datasets=DATASETS,

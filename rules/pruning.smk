@@ -19,7 +19,7 @@ rule prune:
         runtime=30,
         gpu=1,
     params:
-        code=code_version("prune", "model", "evaluate", "units", "numerics"),
+        code=script_code("prune.py"),
         depth=config["pruning"]["depth"],
         rerank=config["rerank"],
         eval_opts=eval_options,
@@ -63,7 +63,7 @@ rule pruning_table:
         mem_mb=2000,
         runtime=10,
     params:
-        code=code_version("study", "evaluate"),
+        code=script_code("pruning_table.py"),
         roles=ROLES,
         seed=SEED,
     script:
@@ -91,7 +91,7 @@ rule claims:
     conda:
         "../envs/data.yaml"
     params:
-        code=code_version("study", "evaluate"),
+        code=script_code("claims.py"),
         fraction=claim_fraction(),
     script:
         "../scripts/claims.py"

@@ -4,8 +4,8 @@ per-pair completeness table (stability works on the per-pair shards directly: ru
 import sys
 
 
-from irneurons import aggregate
-from irneurons.provenance import setup_logging
+from irneurons.study import aggregate
+from irneurons.workflow.provenance import setup_logging
 
 setup_logging(snakemake.log[0])
 table, completeness = aggregate.aggregate_shards(snakemake.input.shards)

@@ -5,8 +5,13 @@ import sys
 import numpy as np
 import pandas as pd
 
-from irneurons import completeness, encoding, model, nig, numerics, shards
-from irneurons.provenance import setup_logging, stamp
+from irneurons.attribution import completeness
+from irneurons.rankers import encoding
+from irneurons.rankers import loading as model
+from irneurons.attribution import nig
+from irneurons import numerics
+from irneurons.attribution import shards
+from irneurons.workflow.provenance import setup_logging, stamp
 
 setup_logging(snakemake.log[0])
 shard = int(snakemake.wildcards.shard)

@@ -4,8 +4,9 @@ import json
 
 import pandas as pd
 
-from irneurons import evaluate
-from irneurons.provenance import setup_logging, stamp
+from irneurons.study import statistics
+from irneurons.retrieval import evaluation as evaluate
+from irneurons.workflow.provenance import setup_logging, stamp
 
 setup_logging(snakemake.log[0])
 scores = pd.read_parquet(snakemake.input.scores)
@@ -17,7 +18,7 @@ per_query = {s: evaluate.per_query_metrics(evaluate.run_dict(scores, s), qrels, 
 pd.concat(per_query, names=["system"]).to_csv(snakemake.output.per_query)
 out = {"dataset": snakemake.wildcards.dataset, "n_queries": len(qrels), "relevance_level": level, "systems": {}}
 for s in systems:
-    tests = {m: evaluate.paired_tests(per_query[s][m], per_query["first_stage"][m]) for m in per_query[s].columns}
+    tests = {m: statistics.paired_tests(per_query[s][m], per_query["first_stage"][m]) for m in per_query[s].columns}
     out["systems"][s] = {"mean": evaluate.summarise(per_query[s]), "vs_first_stage": tests}
 out["provenance"] = stamp(snakemake.config, snakemake.params.seed)
 with open(snakemake.output.metrics, "w") as fh:

@@ -2,8 +2,8 @@
 
 import json
 
-from irneurons import evaluate
-from irneurons.provenance import setup_logging
+from irneurons.retrieval import evaluation as evaluate
+from irneurons.workflow.provenance import setup_logging
 
 setup_logging(snakemake.log[0])
 records = []

@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from irneurons import study
-from irneurons.provenance import setup_logging
+from irneurons.study import claims as study
+from irneurons.workflow.provenance import setup_logging
 
 setup_logging(snakemake.log[0])
 i = snakemake.input

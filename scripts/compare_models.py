@@ -6,8 +6,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from irneurons import compare
-from irneurons.provenance import setup_logging
+from irneurons.study import comparison as compare
+from irneurons.workflow.provenance import setup_logging
 
 setup_logging(snakemake.log[0])
 p = snakemake.params

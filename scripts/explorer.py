@@ -3,8 +3,8 @@ static HTML page (explorer/index.html; data embedded, no server)."""
 
 import logging
 
-from irneurons import explorer
-from irneurons.provenance import setup_logging
+from irneurons.figures import explorer
+from irneurons.workflow.provenance import setup_logging
 
 setup_logging(snakemake.log[0])
 inp, p = snakemake.input, snakemake.params

@@ -3,8 +3,10 @@ the pairwise Jaccard overlap of the schemes' top sets."""
 
 import pandas as pd
 
-from irneurons import aggregate, figure_data, select
-from irneurons.provenance import setup_logging
+from irneurons.study import aggregate
+from irneurons.figures import tables as figure_data
+from irneurons.study import selection as select
+from irneurons.workflow.provenance import setup_logging
 
 setup_logging(snakemake.log[0])
 p = snakemake.params

@@ -4,8 +4,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from irneurons import encoding, finetune, model
-from irneurons.provenance import setup_logging, stamp
+from irneurons.rankers import encoding
+from irneurons.retrieval import finetune
+from irneurons.rankers import loading as model
+from irneurons.workflow.provenance import setup_logging, stamp
 
 setup_logging(snakemake.log[0])
 mcfg, fcfg = snakemake.params.model, dict(snakemake.params.finetune)

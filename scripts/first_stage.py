@@ -4,8 +4,9 @@ import sys
 
 import pandas as pd
 
-from irneurons import data, firststage
-from irneurons.provenance import setup_logging
+from irneurons.retrieval import datasets as data
+from irneurons.retrieval import firststage
+from irneurons.workflow.provenance import setup_logging
 
 setup_logging(snakemake.log[0])
 data.seed_ir_datasets_home(snakemake.params.cache["cache"], snakemake.params.cache["seed_dir"])
@@ -20,7 +21,7 @@ if use_scoreddocs:
     needed = set(cand["doc_id"]) | set(qrels["doc_id"])
     docs = data.load_collection(spec, doc_ids=needed).docs
 elif spec.first_stage == "dense":
-    from irneurons import model
+    from irneurons.rankers import loading as model
 
     docs = data.load_collection(spec).docs
     net, tokenizer = model.load_ranker(spec.dense_model, "bi_encoder", device=model.pick_device(snakemake.threads))

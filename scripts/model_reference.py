@@ -1,7 +1,7 @@
 """No fine-tuning: record which ready cross-encoder to use (checked to resolve; hub ids download on first use)."""
 
-from irneurons import model
-from irneurons.provenance import setup_logging, stamp
+from irneurons.rankers import loading as model
+from irneurons.workflow.provenance import setup_logging, stamp
 
 setup_logging(snakemake.log[0])
 mcfg = snakemake.params.model

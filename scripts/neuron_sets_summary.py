@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from irneurons import select
-from irneurons.provenance import setup_logging
+from irneurons.study import selection as select
+from irneurons.workflow.provenance import setup_logging
 
 setup_logging(snakemake.log[0])
 p = snakemake.params

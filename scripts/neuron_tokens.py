@@ -1,5 +1,5 @@
 """Per-token conductance of every selected unit over a few attribution pairs per dataset and class, for the
-neuron explorer's cards (explorer/neuron_tokens.json; schema: irneurons.explorer.neuron_tokens_record)."""
+neuron explorer's cards (explorer/neuron_tokens.json; schema: irneurons.figures.explorer.neuron_tokens_record)."""
 
 import json
 import logging
@@ -8,10 +8,13 @@ import sys
 
 import pandas as pd
 
-from irneurons import encoding, explorer, model, numerics
-from irneurons.conductance import NeuronConductance
-from irneurons.provenance import setup_logging, stamp
-from irneurons.unitsets import unit_id
+from irneurons.rankers import encoding
+from irneurons.figures import explorer
+from irneurons.rankers import loading as model
+from irneurons import numerics
+from irneurons.attribution.conductance import NeuronConductance
+from irneurons.workflow.provenance import setup_logging, stamp
+from irneurons.units.unitsets import unit_id
 
 def write(record):
     tmp = f"{snakemake.output.json}.tmp"  # atomic: a killed job leaves no partial file

@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from irneurons import plots
-from irneurons.provenance import setup_logging
+from irneurons.figures import plots
+from irneurons.workflow.provenance import setup_logging
 
 setup_logging(snakemake.log[0])
 plots.pruning_curves(pd.read_csv(snakemake.input.table), snakemake.output.figure, dpi=snakemake.params.dpi)

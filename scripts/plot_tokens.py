@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from irneurons import plots
-from irneurons.provenance import setup_logging
+from irneurons.figures import plots
+from irneurons.workflow.provenance import setup_logging
 
 setup_logging(snakemake.log[0])
 plots.token_view(pd.read_parquet(snakemake.input.tokens), snakemake.output.png, snakemake.output.html,

@@ -2,8 +2,8 @@
 
 import sys
 
-from irneurons import data
-from irneurons.provenance import setup_logging
+from irneurons.retrieval import datasets as data
+from irneurons.workflow.provenance import setup_logging
 
 setup_logging(snakemake.log[0])
 data.seed_ir_datasets_home(snakemake.params.cache["cache"], snakemake.params.cache["seed_dir"])

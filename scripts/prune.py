@@ -8,8 +8,13 @@ import time
 
 import pandas as pd
 
-from irneurons import encoding, evaluate, model, numerics, parts, prune
-from irneurons.provenance import setup_logging, stamp
+from irneurons.rankers import encoding
+from irneurons.retrieval import evaluation as evaluate
+from irneurons.rankers import loading as model
+from irneurons import numerics
+from irneurons.rankers import parts
+from irneurons.study import pruning as prune
+from irneurons.workflow.provenance import setup_logging, stamp
 
 setup_logging(snakemake.log[0])
 wc, opts = snakemake.wildcards, snakemake.params.rerank

@@ -3,8 +3,8 @@ the OOD contrast (Δ_ood − Δ_in with bootstrap CIs, vs the OOD set's null con
 
 import json
 
-from irneurons import study
-from irneurons.provenance import setup_logging
+from irneurons.study import claims as study
+from irneurons.workflow.provenance import setup_logging
 
 setup_logging(snakemake.log[0])
 

@@ -7,8 +7,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from irneurons import encoding, evaluate, model, numerics
-from irneurons.provenance import setup_logging
+from irneurons.retrieval import rerank
+from irneurons.rankers import encoding
+from irneurons.retrieval import evaluation as evaluate
+from irneurons.rankers import loading as model
+from irneurons import numerics
+from irneurons.workflow.provenance import setup_logging
 
 setup_logging(snakemake.log[0])
 ref = model.read_model_ref(snakemake.input.model)
@@ -23,7 +27,7 @@ num = numerics.numerics_record(opts.get("bf16", "auto"), device)  # logged; stam
 # queries over model.max_query_share of max_length are cut (as everywhere); counted, logged and stamped too
 trunc = encoding.truncation_record(tokenizer, test.loc[test["qid"].isin(set(cand["qid"])), "text"], ref["max_length"])
 print(f"test queries: {encoding.truncation_message(trunc)}", file=sys.stderr)
-scored = model.rerank_candidates(
+scored = rerank.rerank_candidates(
     net, tokenizer, cand, test, pd.read_parquet(snakemake.input.docs), target=ref["target"],
     max_length=ref["max_length"], batch_size=opts.get("batch_size", 64), bf16=num["bf16"],
     fusion_weight=opts.get("fusion_weight", 0.5),

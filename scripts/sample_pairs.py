@@ -4,8 +4,8 @@ import sys
 
 import pandas as pd
 
-from irneurons import data
-from irneurons.provenance import setup_logging
+from irneurons.retrieval import datasets as data
+from irneurons.workflow.provenance import setup_logging
 
 setup_logging(snakemake.log[0])
 queries = pd.read_parquet(snakemake.input.queries)

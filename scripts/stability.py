@@ -1,8 +1,8 @@
 """Query-level split-half stability of the top sets of every dataset (and their fusion), per unit type, score
 class and fraction, against chance and a within-query label-permutation null."""
 
-from irneurons import stability
-from irneurons.provenance import setup_logging
+from irneurons.study import stability
+from irneurons.workflow.provenance import setup_logging
 
 import pandas as pd
 

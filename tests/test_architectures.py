@@ -13,10 +13,18 @@ import numpy as np
 import pytest
 import torch
 
-from irneurons import architectures as A
-from irneurons import model as M
-from irneurons import nig, prune, rankers, testing, units
-from irneurons import parts as P
+from irneurons.rankers import pairs
+from irneurons.rankers import scoring
+from irneurons.rankers import relevance
+from irneurons.rankers import encoding
+from irneurons.units import architectures as A
+from irneurons.rankers import loading as M
+from irneurons.attribution import nig
+from irneurons.study import pruning as prune
+from irneurons.rankers import kinds as rankers
+from irneurons import testing
+from irneurons.units import hooks as units
+from irneurons.rankers import parts as P
 
 CASES = [(mt, kind) for mt, kinds in testing.TINY_KINDS.items() for kind in kinds]
 IDS = [f"{mt}-{kind}" for mt, kind in CASES]
@@ -39,10 +47,10 @@ def stream_major(x: torch.Tensor | None) -> torch.Tensor | None:
 
 def plain_scores(tm: testing.Tiny) -> torch.Tensor:
     """F of the batch's real inputs: one ordinary forward, no hooks of ours."""
-    kw = rankers.model_kwargs(tm.spec, stream_major(tm.input_ids), stream_major(tm.attention_mask),
+    kw = relevance.model_kwargs(tm.spec, stream_major(tm.input_ids), stream_major(tm.attention_mask),
                               stream_major(tm.token_type_ids))
     with torch.no_grad():
-        return rankers.relevance_rows(tm.spec, tm.model, kw, n_streams=tm.input_ids.shape[1], answers=tm.answers)
+        return relevance.relevance_rows(tm.spec, tm.model, kw, n_streams=tm.input_ids.shape[1], answers=tm.answers)
 
 
 def attribute(tm: testing.Tiny, steps: int) -> dict:
@@ -116,10 +124,10 @@ def _brute_force_ffn(tm: testing.Tiny, n_nodes: int = 16, h: float = 1e-6) -> np
                     # the graph starts at the path (the weights are frozen)
                     override.value = (e_b + a * (e_x - e_b)).requires_grad_(grad)
                     override.fired = False  # T5: the encoder's lookup of *this* forward
-                    kw = rankers.model_kwargs(spec, ids, rows(tm.attention_mask, k), rows(tm.token_type_ids, k))
+                    kw = relevance.model_kwargs(spec, ids, rows(tm.attention_mask, k), rows(tm.token_type_ids, k))
                     store[:] = [None] * len(store)
                     with torch.enable_grad() if grad else torch.no_grad():
-                        f = rankers.relevance_rows(spec, model, kw, n_streams=n_streams, answers=tm.answers)
+                        f = relevance.relevance_rows(spec, model, kw, n_streams=n_streams, answers=tm.answers)
                     assert override.fired and all(s is not None for s in store)
                     return f, list(store)
 
@@ -241,10 +249,10 @@ def test_text_level_smoke(model_type, kind, tokenizer):
     spec = rankers.RankerSpec(kind=kind, answers=("yes", "no") if kind in ("t5", "causal_lm") else None)
     rankers.attach(net, spec)
     if spec.answers:
-        yes, no = rankers.answer_ids(spec, tok)
+        yes, no = pairs.answer_ids(spec, tok)
         assert yes != no
 
-    enc = rankers.encode_pairs(spec, tok, QUERIES, PASSAGES, max_length=64)
+    enc = pairs.encode_pairs(spec, tok, QUERIES, PASSAGES, max_length=64)
     assert enc.input_ids.shape[:2] == (len(QUERIES), spec.n_streams)
     for n, (q, p) in enumerate(zip(QUERIES, PASSAGES)):
         ids, parts = enc.input_ids[n], enc.parts[n]
@@ -257,12 +265,12 @@ def test_text_level_smoke(model_type, kind, tokenizer):
             assert _decode(tok, ids[0], parts[0] == P.PASSAGE) == p
 
     with testing.float64_faithful(net):
-        scores = M.score_pairs(net, tok, QUERIES, PASSAGES)
+        scores = scoring.score_pairs(net, tok, QUERIES, PASSAGES)
         res = nig.attribute(net, tok, QUERIES, PASSAGES, estimator="gauss_legendre", steps=4, progress=False)
         pruned = prune.pruned_scores(net, tok, QUERIES, PASSAGES, ffn=[(0, 1), (1, 2)], part=P.PASSAGE)
         nothing = prune.pruned_scores(net, tok, QUERIES, PASSAGES, ffn=(), part=P.PASSAGE)
     assert scores.dtype == np.float64 and np.isfinite(scores).all()
-    # Cross-encoders are scored by irneurons.model.score_batches, which rounds logits to float32
+    # Cross-encoders are scored by irneurons.rankers.scoring.score_batches, which rounds logits to float32
     # (``logits.float()``) even for a float64 model; the other kinds keep the model's precision.
     rtol = 1e-6 if kind == "cross_encoder" else 1e-10
     np.testing.assert_allclose(scores, res["f_x"], rtol=rtol, atol=1e-12)

@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from irneurons import cli, evaluate
-from irneurons.conductance import NeuronConductance
-from irneurons.data import DatasetSpec, load_collection
-from irneurons.prune import pruned_scores_many
+from irneurons import cli
+from irneurons.retrieval import evaluation as evaluate
+from irneurons.attribution.conductance import NeuronConductance
+from irneurons.retrieval.datasets import DatasetSpec, load_collection
+from irneurons.study.pruning import pruned_scores_many
 
 from .conftest import DOCS, QRELS, QUERIES, tiny_cross_encoder
 

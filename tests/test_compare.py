@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from irneurons import compare, select
+from irneurons.study import comparison as compare
+from irneurons.study import selection as select
 
 
 def table(scores: np.ndarray) -> pd.DataFrame:

@@ -7,11 +7,14 @@ import pytest
 from captum.attr import LayerConductance
 
 import irneurons
-from irneurons import nig, testing, units
-from irneurons.conductance import Labelled, NeuronConductance
-from irneurons.model import relevance, score_pairs
-from irneurons.prune import pruned, pruned_scores
-from irneurons.unitsets import UnitSet, parse_unit_id
+from irneurons.attribution import nig
+from irneurons import testing
+from irneurons.units import hooks as units
+from irneurons.attribution.conductance import Labelled, NeuronConductance
+from irneurons.rankers.relevance import relevance
+from irneurons.rankers.scoring import score_pairs
+from irneurons.study.pruning import pruned, pruned_scores
+from irneurons.units.unitsets import UnitSet, parse_unit_id
 
 from .conftest import tiny_cross_encoder
 from .test_nig import CLS, PAD, SEP, _parts_and_embeddings, batch, tiny_bert

@@ -4,8 +4,9 @@ import sys
 import pandas as pd
 import pytest
 
-from irneurons import data, firststage
-from irneurons.data import DataError, DatasetSpec
+from irneurons.retrieval import datasets as data
+from irneurons.retrieval import firststage
+from irneurons.retrieval.datasets import DataError, DatasetSpec
 
 CRANFIELD_GAINS = {1: 4, 2: 3, 3: 2, 4: 1, -1: 0}
 
@@ -13,7 +14,7 @@ CRANFIELD_GAINS = {1: 4, 2: 3, 3: 2, 4: 1, -1: 0}
 def test_grade_map_on_cranfield_format(cranfield_home, tmp_path):
     # ir_datasets binds its home at import time, so load in a fresh interpreter.
     code = f"""
-from irneurons import data
+from irneurons.retrieval import datasets as data
 data.seed_ir_datasets_home({str(tmp_path / 'cache')!r}, {str(cranfield_home)!r})
 spec = data.DatasetSpec(name='cranfield', source='cranfield', grade_map={CRANFIELD_GAINS!r})
 c = data.load_collection(spec)
@@ -175,7 +176,7 @@ def test_qrels_row_with_wrong_number_of_fields_names_file_and_line(beir_folder):
 
 def test_dangling_qrels_are_dropped_with_a_warning_with_counts(beir_folder, caplog):
     _append(beir_folder / "qrels" / "test.tsv", "1\tgone1\t1\n2\tgone1\t1\n3\tgone2\t2\n")
-    with caplog.at_level("WARNING", logger="irneurons.data"):
+    with caplog.at_level("WARNING", logger="irneurons.retrieval.datasets"):
         c = data.load_collection(DatasetSpec(name="x", source=f"local:{beir_folder}"))
     assert [r.getMessage() for r in caplog.records] == [
         "dataset 'x': 3 qrels rows name 2 documents not in the corpus; ignored ('gone1', 'gone2')"]
@@ -189,7 +190,7 @@ def test_a_corrupt_doc_store_with_duplicated_documents_fails_with_one_line(monke
 
     import ir_datasets
 
-    from irneurons import data
+    from irneurons.retrieval import datasets as data
 
     doc = SimpleNamespace(doc_id="d1", text="flutter of swept wings", title="")
     fake = SimpleNamespace(

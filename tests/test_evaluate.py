@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from irneurons import evaluate
+from irneurons.study import statistics
+from irneurons.retrieval import evaluation as evaluate
 
 QRELS = {"q1": {"a": 3, "b": 1, "c": 0}, "q2": {"x": 1}, "q3": {"r": 1}}
 
@@ -58,15 +59,15 @@ def test_zscore_fusion_and_run_file(tmp_path):
 
 
 def test_holm_and_paired_tests():
-    np.testing.assert_allclose(evaluate.holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
-    adj = evaluate.holm([0.5, np.nan, 0.001])
+    np.testing.assert_allclose(statistics.holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
+    adj = statistics.holm([0.5, np.nan, 0.001])
     assert np.isnan(adj[1]) and adj[2] == pytest.approx(0.002) and adj[0] == pytest.approx(0.5)
     a = pd.Series([0.5, 0.6, 0.7, 0.8, 0.9], index=list("abcde"))
     b = pd.Series([0.4, 0.55, 0.5, 0.7, 0.6], index=list("edcba"))  # aligned by qid, not position
-    t = evaluate.paired_tests(a, b)
+    t = statistics.paired_tests(a, b)
     from scipy import stats
 
     b_al = b.reindex(a.index)
     assert t["delta"] == pytest.approx((a - b_al).mean())
     assert t["t_p"] == pytest.approx(stats.ttest_rel(a, b_al).pvalue)
-    assert math.isnan(evaluate.paired_tests(a, a)["t_p"])
+    assert math.isnan(statistics.paired_tests(a, a)["t_p"])

@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from irneurons import explorer
+from irneurons.figures import explorer
 
 from .browser import Browser, ensure_chromium
 
@@ -124,7 +124,8 @@ def sets_of(data, u):
 
 
 def test_constants_follow_the_pipeline():
-    from irneurons import aggregate, select
+    from irneurons.study import aggregate
+    from irneurons.study import selection as select
 
     assert set(explorer.CLASSES) == set(aggregate.CLASSES) and set(explorer.PARTS) == set(aggregate.PARTS)
     assert explorer.RANDOM_STRATEGIES == select.MULTI_STRATEGIES
@@ -209,7 +210,7 @@ def test_pairs_and_a_self_contained_page(study):
 def test_neuron_tokens_record_concatenates_streams_and_round_trips(study):
     import numpy as np
 
-    from irneurons.conductance import Attribution
+    from irneurons.attribution.conductance import Attribution
 
     # two bi-encoder pairs: stream 0 the query pass, stream 1 the passage pass, right-padded to 4 tokens
     toks = [[["[CLS]", "wing", "[SEP]"], ["[CLS]", "swept", "wing", "[SEP]"]], [["[CLS]", "flutter", "[SEP]"], ["[CLS]", "x", "[SEP]"]]]

@@ -3,7 +3,11 @@ import pandas as pd
 import pytest
 import torch
 
-from irneurons import encoding, finetune, model
+from irneurons.rankers import relevance
+from irneurons.rankers import scoring
+from irneurons.rankers import encoding
+from irneurons.retrieval import finetune
+from irneurons.rankers import loading as model
 from irneurons.errors import ModelError
 
 from .conftest import tiny_cross_encoder
@@ -24,12 +28,12 @@ def test_model_reference_errors(tmp_path):
 def test_relevance_targets():
     one = torch.tensor([[2.0], [-1.0]])
     two = torch.tensor([[1.0, 3.0], [0.5, -0.5]])
-    assert model.relevance(one, "auto").tolist() == [2.0, -1.0]
-    assert model.relevance(two, "auto").tolist() == [2.0, -1.0]
-    torch.testing.assert_close(model.relevance(one, "prob"), torch.sigmoid(one[:, 0]))
-    torch.testing.assert_close(model.relevance(two, "prob"), torch.softmax(two, -1)[:, 1])
+    assert relevance.relevance(one, "auto").tolist() == [2.0, -1.0]
+    assert relevance.relevance(two, "auto").tolist() == [2.0, -1.0]
+    torch.testing.assert_close(relevance.relevance(one, "prob"), torch.sigmoid(one[:, 0]))
+    torch.testing.assert_close(relevance.relevance(two, "prob"), torch.softmax(two, -1)[:, 1])
     with pytest.raises(ModelError, match="needs a 2-class head"):
-        model.relevance(one, "logit_diff")
+        relevance.relevance(one, "logit_diff")
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +45,10 @@ def test_score_pairs_independent_of_batching(tiny):
     net, tok = tiny
     qs = ["heat transfer", "wing flutter at transonic speed", "shells"] * 3
     ps = ["a long passage about heat transfer in laminar boundary layers " * (i + 1) for i in range(9)]
-    s1 = model.score_pairs(net, tok, qs, ps, batch_size=1, max_length=48)
-    s9 = model.score_pairs(net, tok, qs, ps, batch_size=9, max_length=48)
+    s1 = scoring.score_pairs(net, tok, qs, ps, batch_size=1, max_length=48)
+    s9 = scoring.score_pairs(net, tok, qs, ps, batch_size=9, max_length=48)
     np.testing.assert_allclose(s1, s9, atol=1e-5)
-    one = model.score_pairs(net, tok, qs[4:5], ps[4:5], max_length=48)
+    one = scoring.score_pairs(net, tok, qs[4:5], ps[4:5], max_length=48)
     assert one[0] == pytest.approx(s9[4], abs=1e-5)  # results come back in input order
 
 
@@ -145,7 +149,7 @@ def test_pseudo_query_pool_excludes_documents_judged_for_test_and_attribution_qu
 
 
 def test_fresh_head_is_reproducible_by_seed():
-    from irneurons import model
+    from irneurons.rankers import loading as model
 
     a, _ = model.load_cross_encoder(model.PYPI_MINILM, num_labels=1, seed=3)
     b, _ = model.load_cross_encoder(model.PYPI_MINILM, num_labels=1, seed=3)
@@ -188,7 +192,7 @@ def test_queries_that_fit_encode_bit_identically(tiny):
     plain = tok(qs, ps, truncation="only_second", max_length=48, padding="longest", return_tensors="pt")
     enc = encoding.encode(tok, qs, ps, 48)
     assert enc.keys() == plain.keys() and all(torch.equal(enc[k], plain[k]) for k in plain)
-    for idx, batch in model.encode_batches(tok, qs, ps, max_length=48, batch_size=4):
+    for idx, batch in scoring.encode_batches(tok, qs, ps, max_length=48, batch_size=4):
         ref = tok([qs[i] for i in idx], [ps[i] for i in idx], truncation="only_second", max_length=48,
                   padding="longest", return_tensors="pt")
         assert all(torch.equal(batch[k], ref[k]) for k in ref)
@@ -196,13 +200,16 @@ def test_queries_that_fit_encode_bit_identically(tiny):
 
 def test_every_path_uses_the_tokenizers_query_share(tiny, tmp_path):
     """Scoring, pruning, NIG, token IG and fine-tuning all run on long queries and cut them the same way."""
-    from irneurons import nig, parts, prune, tokens
+    from irneurons.attribution import nig
+    from irneurons.rankers import parts
+    from irneurons.study import pruning as prune
+    from irneurons.attribution import tokens
 
     net, tok = tiny
     qs, ps = [LONG_QUERY, "heat transfer"], ["flutter of swept wings in transonic flow " * 10, "heat flux"]
     cut = encoding.encode(tok, qs, ps, 32)
-    scores = model.score_pairs(net, tok, qs, ps, max_length=32)
-    ref_scores = model.score_pairs(net, tok, encoding.truncate_queries(tok, qs, 32)[0], ps, max_length=32)
+    scores = scoring.score_pairs(net, tok, qs, ps, max_length=32)
+    ref_scores = scoring.score_pairs(net, tok, encoding.truncate_queries(tok, qs, 32)[0], ps, max_length=32)
     assert np.array_equal(scores, ref_scores)
     assert np.array_equal(prune.pruned_scores_many(net, tok, qs, ps, [{}], max_length=32)[0], scores)
     r = nig.attribute(net, tok, qs, ps, max_length=32, steps=4, progress=False)

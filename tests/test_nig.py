@@ -20,10 +20,16 @@ from transformers import (
     RobertaForSequenceClassification,
 )
 
-from irneurons import accumulate, completeness, engine, nig, quadrature, shards, units
-from irneurons.model import relevance, resolve_target
-from irneurons.parts import BASELINES, N_PARTS, PASSAGE, QUERY, baseline_ids, token_parts
-from irneurons.parts import PAD as PAD_PART
+from irneurons.attribution import accumulate
+from irneurons.attribution import completeness
+from irneurons.attribution import engine
+from irneurons.attribution import nig
+from irneurons.attribution import quadrature
+from irneurons.attribution import shards
+from irneurons.units import hooks as units
+from irneurons.rankers.relevance import relevance, resolve_target
+from irneurons.rankers.parts import BASELINES, N_PARTS, PASSAGE, QUERY, baseline_ids, token_parts
+from irneurons.rankers.parts import PAD as PAD_PART
 
 CLS, SEP, PAD = 2, 3, 0
 
@@ -339,7 +345,7 @@ def test_nan_names_the_pair():
 def test_unsupported_architecture():
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from irneurons import architectures
+    from irneurons.units import architectures
 
     model = GPT2LMHeadModel(GPT2Config(vocab_size=40, n_embd=16, n_layer=1, n_head=2, n_positions=32))
     with pytest.raises(architectures.UnsupportedArchitecture, match=r"'gpt2' is not supported.*supported: bert, "):

@@ -8,8 +8,12 @@ import pytest
 import torch
 import yaml
 
-from irneurons import encoding, finetune, model, numerics
-from irneurons.configuration import ConfigError, check_config
+from irneurons.rankers import scoring
+from irneurons.rankers import encoding
+from irneurons.retrieval import finetune
+from irneurons.rankers import loading as model
+from irneurons import numerics
+from irneurons.workflow.configuration import ConfigError, check_config
 
 from .conftest import DOCS, QUERIES, tiny_cross_encoder
 
@@ -169,11 +173,11 @@ def test_bf16_scores_with_fp32_head_have_no_more_ties_than_fp32():
     passages = [" ".join(rng.choice(words, 12)) for _ in range(40)]
     fp32 = bf16 = bf16_logits = 0
     for q in QUERIES.values():
-        fp32 += _top_ties(model.score_pairs(net, tok, [q] * 40, passages, bf16=False))
-        bf16 += _top_ties(model.score_pairs(net, tok, [q] * 40, passages, bf16=True))
+        fp32 += _top_ties(scoring.score_pairs(net, tok, [q] * 40, passages, bf16=False))
+        bf16 += _top_ties(scoring.score_pairs(net, tok, [q] * 40, passages, bf16=True))
         numerics.keep_head_in_full_precision(net, enable=False)
         try:
-            bf16_logits += _top_ties(model.score_pairs(net, tok, [q] * 40, passages, bf16=True))
+            bf16_logits += _top_ties(scoring.score_pairs(net, tok, [q] * 40, passages, bf16=True))
         finally:
             numerics.keep_head_in_full_precision(net)
     assert bf16 <= fp32
@@ -185,8 +189,8 @@ def test_score_pairs_accepts_auto(monkeypatch):
     numerics.keep_head_in_full_precision(net)
     q, p = ["heat transfer"] * 3, list(DOCS.values())[:3]
     monkeypatch.setattr(numerics, "cpu_flags", lambda: {"avx2"})
-    assert np.array_equal(model.score_pairs(net, tok, q, p, bf16="auto"), model.score_pairs(net, tok, q, p, bf16=False))
+    assert np.array_equal(scoring.score_pairs(net, tok, q, p, bf16="auto"), scoring.score_pairs(net, tok, q, p, bf16=False))
     monkeypatch.setattr(numerics, "cpu_flags", lambda: {"avx2", "amx_bf16"})
-    assert np.array_equal(model.score_pairs(net, tok, q, p, bf16="auto"), model.score_pairs(net, tok, q, p, bf16=True))
+    assert np.array_equal(scoring.score_pairs(net, tok, q, p, bf16="auto"), scoring.score_pairs(net, tok, q, p, bf16=True))
     with pytest.raises(ValueError, match="bf16 setting 'maybe'"):
-        model.score_pairs(net, tok, q, p, bf16="maybe")
+        scoring.score_pairs(net, tok, q, p, bf16="maybe")

@@ -5,7 +5,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from irneurons import figure_data, plots, select, study
+from irneurons.figures import tables as figure_data
+from irneurons.figures import plots
+from irneurons.study import selection as select
+from irneurons.study import claims as study
 
 from .test_select import long_table
 

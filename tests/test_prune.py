@@ -2,11 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from irneurons import encoding
-from irneurons import model as M
-from irneurons import units as U
-from irneurons.parts import PART_NAMES
-from irneurons.prune import Pruning
+from irneurons.rankers import scoring
+from irneurons.rankers import relevance
+from irneurons.rankers import encoding
+from irneurons.units import hooks as U
+from irneurons.rankers.parts import PART_NAMES
+from irneurons.study.pruning import Pruning
 
 from .conftest import tiny_cross_encoder
 
@@ -56,28 +57,28 @@ def test_zeroed_neurons_are_exactly_zero_only_where_asked(tiny):
 def test_heads_zeroed_and_nothing_pruned_is_bit_identical(tiny):
     net, tok = tiny
     qs, ps = ["shells buckling"] * 3, ["thin cylindrical shells", "supersonic flow", "heat"]
-    ref = M.score_pairs(net, tok, qs, ps)
+    ref = scoring.score_pairs(net, tok, qs, ps)
     with Pruning(net):
-        assert np.array_equal(M.score_pairs(net, tok, qs, ps), ref)
+        assert np.array_equal(scoring.score_pairs(net, tok, qs, ps), ref)
     d_head = U.layout(net).d_head
     with Pruning(net, heads=[(2, 1)]):
         seen, handles = record_inputs(net, U.head_modules(net))
-        pruned = M.score_pairs(net, tok, qs, ps)
+        pruned = scoring.score_pairs(net, tok, qs, ps)
         for h in handles:
             h.remove()
     assert torch.all(seen[2][..., d_head : 2 * d_head] == 0)
     assert not torch.all(seen[2][..., :d_head] == 0)
     assert not np.allclose(pruned, ref)
-    assert np.array_equal(M.score_pairs(net, tok, qs, ps), ref)  # hooks gone after the block
+    assert np.array_equal(scoring.score_pairs(net, tok, qs, ps), ref)  # hooks gone after the block
 
 
 def test_pruned_scores_through_the_batched_scorer(tiny):
-    from irneurons.prune import pruned_scores
+    from irneurons.study.pruning import pruned_scores
 
     net, tok = tiny
     qs = ["shells buckling", "heat", "wing flutter at high speed", "boundary layer"]
     ps = ["thin cylindrical shells under load", "supersonic flow", "heat transfer in laminar flow", "flutter"]
-    ref = M.score_pairs(net, tok, qs, ps, batch_size=3)
+    ref = scoring.score_pairs(net, tok, qs, ps, batch_size=3)
     assert np.array_equal(pruned_scores(net, tok, qs, ps, batch_size=3), ref)  # nothing pruned: bit for bit
     units = [(0, u) for u in range(48)] + [(1, u) for u in range(48)] + [(2, u) for u in range(48)]
     cls = PART_NAMES.index("cls")
@@ -90,17 +91,17 @@ def test_pruned_scores_through_the_batched_scorer(tiny):
             enc = encoding.encode(tok, [q], [p], 128)
             pr.set_batch(enc["input_ids"], enc["token_type_ids"], enc["attention_mask"], tok.cls_token_id, tok.sep_token_id)
             with torch.no_grad():
-                manual.append(M.relevance(net(**enc).logits, "auto").item())
+                manual.append(relevance.relevance(net(**enc).logits, "auto").item())
     np.testing.assert_allclose(got, manual, rtol=1e-5, atol=1e-6)
     # without part information a part-restricted forward refuses to run instead of pruning silently
     with pytest.raises(RuntimeError, match="set_batch"):
         with Pruning(net, ffn=units, part=cls):
-            M.score_pairs(net, tok, qs, ps)
+            scoring.score_pairs(net, tok, qs, ps)
 
 
 def test_many_sets_in_one_job_equal_separate_jobs(tiny):
     """pruned_scores_many (one tokenisation, several masks) gives exactly pruned_scores of each set."""
-    from irneurons.prune import pruned_scores, pruned_scores_many
+    from irneurons.study.pruning import pruned_scores, pruned_scores_many
 
     net, tok = tiny
     rng = np.random.default_rng(0)

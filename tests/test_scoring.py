@@ -5,8 +5,11 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from irneurons import firststage, model, scoring, testing
-from irneurons.rankers import RankerSpec, attach
+from irneurons.retrieval import firststage
+from irneurons.rankers import loading as model
+from irneurons.rankers import scoring
+from irneurons import testing
+from irneurons.rankers.kinds import RankerSpec, attach
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +32,7 @@ def test_dense_retrieval_is_exact_top_k(tok, similarity):
     rows = scoring.dense_retrieve(net, tok, QUERIES, DOCS, depth=3, batch_size=2, progress=False, chunk=3)
     # brute force: every (query, doc) pair scored by the same model, top 3 by score
     pairs = [(q, d) for q in QUERIES for d in DOCS]
-    full = model.score_pairs(net, tok, [QUERIES[q] for q, _ in pairs], [DOCS[d] for _, d in pairs])
+    full = scoring.score_pairs(net, tok, [QUERIES[q] for q, _ in pairs], [DOCS[d] for _, d in pairs])
     for q in QUERIES:
         scores = {d: s for (qq, d), s in zip(pairs, full) if qq == q}
         expect = sorted(scores, key=lambda d: -scores[d])[:3]
@@ -58,7 +61,7 @@ def test_dense_candidates_frame_and_kind_check(tok):
 def test_bi_encoder_scores_equal_the_similarity_of_separate_embeddings(tok):
     net = testing.build("bert", "bi_encoder", dtype=torch.float64, vocab_size=tok.vocab_size)
     queries, passages = ["heat transfer", "heat transfer", "wing flutter"], [DOCS["d1"], DOCS["d2"], DOCS["d1"]]
-    got = model.score_pairs(net, tok, queries, passages)
+    got = scoring.score_pairs(net, tok, queries, passages)
     eq = scoring.embed_texts(net, tok, queries, stream="query")
     ep = scoring.embed_texts(net, tok, passages, stream="passage")
     np.testing.assert_allclose(got, torch.nn.functional.cosine_similarity(eq, ep).numpy(), rtol=1e-12)
@@ -68,5 +71,5 @@ def test_real_minilm_loads_as_a_bi_encoder_with_its_pooling():
     net, tok = model.load_ranker(model.PYPI_MINILM)
     spec = net.irneurons_spec
     assert (spec.kind, spec.pooling, spec.similarity) == ("bi_encoder", "mean", "cosine")
-    s = model.score_pairs(net, tok, ["heat transfer in laminar flow"] * 2, [DOCS["d3"], DOCS["d1"]])
+    s = scoring.score_pairs(net, tok, ["heat transfer in laminar flow"] * 2, [DOCS["d3"], DOCS["d1"]])
     assert s[1] > s[0] + 0.1  # the heat-transfer passage, not the buckling one

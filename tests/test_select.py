@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from irneurons import select
+from irneurons.study import selection as select
 
 
 def series(values, layers=2):

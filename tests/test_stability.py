@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from irneurons import select, stability
+from irneurons.study import selection as select
+from irneurons.study import stability
 
 
 def synthetic(n_queries=24, pairs_per_query=6, n_units=200, signal=None, seed=0):

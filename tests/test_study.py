@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from irneurons import evaluate, study
+from irneurons.study import statistics
+from irneurons.study import claims as study
 
 
 def set_entry(values):
@@ -52,7 +53,7 @@ def test_primary_family_and_grouping_with_two_datasets():
     # the loo set is compared with the random sets evaluated under the dataset's own scheme (same count)
     assert set(prim.loc[prim["scheme"].str.startswith("loo"), "null_scheme"]) == {"a", "b"}
     # Holm over exactly the primary family; exploratory rows are not adjusted
-    np.testing.assert_allclose(prim["t_p_holm"], evaluate.holm(prim["t_p"].to_numpy()))
+    np.testing.assert_allclose(prim["t_p_holm"], statistics.holm(prim["t_p"].to_numpy()))
     assert table.loc[table["family"] == "exploratory", "t_p_holm"].isna().all()
     expl = table[(table["family"] == "exploratory") & (table["comparison"] != "unpruned")]
     assert set(expl["comparison"]) == {"random", "random_layer_matched"}
@@ -97,7 +98,7 @@ def test_nan_p_counts_as_one_in_holm():
     table = study.comparisons(unpruned, pruned)
     prim = table[table["family"] == "primary"]
     assert prim["t_p"].isna().sum() == 1
-    np.testing.assert_allclose(prim["t_p_holm"], evaluate.holm(prim["t_p"].fillna(1.0).to_numpy()))
+    np.testing.assert_allclose(prim["t_p_holm"], statistics.holm(prim["t_p"].fillna(1.0).to_numpy()))
     assert prim["t_p_holm"].notna().all()
 
 

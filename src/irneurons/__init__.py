@@ -1,27 +1,27 @@
 """irneurons: which neurons matter in neural re-rankers (Neuron Integrated Gradients for cross-encoders).
 
 The front door: :class:`NeuronConductance` (and the :class:`Attribution` it returns), :func:`load_ranker`,
-:func:`irneurons.prune.pruned`. They load lazily, so ``import irneurons`` (the workflow's config check) stays
-free of torch.
+:class:`UnitSet` and :func:`pruned`; every deliberate error is an :class:`IrneuronsError`. The names load lazily,
+so ``import irneurons`` (the workflow's config check) stays free of torch.
+
+Subpackages, each importing only from those before it: :mod:`irneurons.units` (architectures, hooks, unit sets),
+:mod:`irneurons.rankers` (kinds, encoding, the relevance target F, loading, scoring), :mod:`irneurons.attribution`
+(NIG), :mod:`irneurons.retrieval` (datasets, first stage, evaluation, fine-tuning), :mod:`irneurons.study`
+(aggregation, selection, pruning, statistics), :mod:`irneurons.figures`, :mod:`irneurons.workflow`; beside them
+:mod:`irneurons.errors`, :mod:`irneurons.numerics`, :mod:`irneurons.testing` and :mod:`irneurons.cli`.
 """
+
+from irneurons._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "NeuronConductance": "conductance",
-    "Attribution": "conductance",
-    "load_ranker": "model",
-    "UnitSet": "unitsets",
+_EXPORTS = {
+    "IrneuronsError": "errors",
+    "UnitSet": "units.unitsets",
+    "load_ranker": "rankers.loading",
+    "NeuronConductance": "attribution.conductance",
+    "Attribution": "attribution.conductance",
+    "pruned": "study.pruning",
 }
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        from importlib import import_module
-
-        return getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'irneurons' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted([*globals(), *_LAZY])
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -6,17 +6,19 @@ Exit codes: 0 success, 1 a one-line error (bad model, set, run or dataset; print
 
 from __future__ import annotations
 
+from irneurons.errors import IrneuronsError
 import argparse
 import json
 import os
 import sys
 from pathlib import Path
 
-from .completeness import MAX_CUT_RELERR, MIN_ABS_DELTA_F
-from .quadrature import ESTIMATORS
+from irneurons.study import statistics
+from irneurons.attribution.completeness import MAX_CUT_RELERR, MIN_ABS_DELTA_F
+from irneurons.attribution.quadrature import ESTIMATORS
 
 
-class CLIError(Exception):
+class CLIError(IrneuronsError):
     """A user-facing problem: printed as one line, exit code 1."""
 
 
@@ -26,7 +28,7 @@ class CLIError(Exception):
 def load_model(ref: str, device: str | None = None):
     """(model, tokenizer, record) from a model folder / ``pypi:`` / hub id, a ``model.json``, or a study folder
     (``results/<name>``, whose ``model/model.json`` is used)."""
-    from . import model as M
+    from irneurons.rankers import loading as M
 
     path = Path(ref)
     if path.is_dir() and not (path / "config.json").exists() and (path / "model" / "model.json").is_file():
@@ -62,7 +64,7 @@ def table(rows: list[list], header: list[str]) -> str:
 
 
 def cmd_explain(args) -> int:
-    from .conductance import NeuronConductance
+    from irneurons.attribution.conductance import NeuronConductance
 
     net, tok, record = load_model(args.model, args.device)
     nc = NeuronConductance(net, tok, target=args.target or record.get("target") or "auto", baseline=args.baseline,
@@ -141,7 +143,7 @@ def dataset_spec(name: str, config_path: str | None):
     else the ir_datasets id / ``local:`` folder as given. Seeds and sets the ir_datasets cache of the config."""
     import yaml
 
-    from .data import DatasetSpec, seed_ir_datasets_home
+    from irneurons.retrieval.datasets import DatasetSpec, seed_ir_datasets_home
 
     cfg = {}
     if config_path and Path(config_path).is_file():
@@ -155,10 +157,10 @@ def dataset_spec(name: str, config_path: str | None):
 
 
 def cmd_prune(args) -> int:
-    from . import evaluate
-    from .data import load_collection
-    from .prune import pruned_scores_many
-    from .unitsets import UnitSet
+    from irneurons.retrieval import evaluation as evaluate
+    from irneurons.retrieval.datasets import load_collection
+    from irneurons.study.pruning import pruned_scores_many
+    from irneurons.units.unitsets import UnitSet
 
     if args.metric not in evaluate.MEASURES:
         raise CLIError(f"--metric {args.metric!r} is not one of {', '.join(evaluate.MEASURES)}")
@@ -182,7 +184,7 @@ def cmd_prune(args) -> int:
         name: evaluate.per_query_metrics(evaluate.run_dict(run.assign(score=s)), judged, (args.metric,), level)[args.metric]
         for name, s in (("run", run["score"].to_numpy()), ("model", unpruned), ("pruned", pruned))
     }
-    test = evaluate.paired_tests(per_query["pruned"], per_query["model"])
+    test = statistics.paired_tests(per_query["pruned"], per_query["model"])
     payload = {
         "dataset": args.dataset, "run": args.run, "set": chosen.source or args.set, "units": len(chosen),
         "ffn": len(chosen.ffn), "heads": len(chosen.heads), "queries": int(test["n"]), "pairs": int(len(run)),
@@ -307,10 +309,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    from .architectures import UnsupportedArchitecture
-    from .data import DataError
-    from .errors import ModelError
-    from .rankers import RankerError
+    from irneurons.units.architectures import UnsupportedArchitecture
+    from irneurons.retrieval.datasets import DataError
+    from irneurons.errors import ModelError
+    from irneurons.rankers.kinds import RankerError
 
     try:
         return args.func(args)

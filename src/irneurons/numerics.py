@@ -11,7 +11,7 @@ or ``false``. ``true``/``false`` force the choice; ``auto`` uses bf16 only where
 - Anything else (mps, xpu, ...): fp32.
 
 Whatever the forward runs in, the classification head and the relevance target F stay in fp32
-(:func:`irneurons.model.keep_head_in_full_precision`), so bf16 scores do not collapse into ties.
+(:func:`irneurons.rankers.loading.keep_head_in_full_precision`), so bf16 scores do not collapse into ties.
 :func:`numerics_record` is the record the scripts log and stamp into their outputs.
 """
 

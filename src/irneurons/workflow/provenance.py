@@ -1,0 +1,160 @@
+"""Provenance: package versions, config hash, seeds; and logging set-up for workflow scripts."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import json
+import logging
+import os
+import platform
+import sys
+from importlib import metadata
+
+PACKAGES = ("irneurons", "torch", "transformers", "captum", "ir_datasets", "bm25s", "pytrec-eval-terrier", "numpy", "pandas")
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the packages results depend on (``missing`` if not installed)."""
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "missing"
+    return out
+
+
+def config_hash(cfg) -> str:
+    """sha256 (first 16 hex digits) of the config serialised as canonical JSON (sorted keys)."""
+    blob = json.dumps(cfg, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def stamp(cfg, seed: int | None = None, **extra) -> dict:
+    """The provenance record stored with every output: versions, config hash, seed and extras."""
+    return {"versions": versions(), "config_hash": config_hash(cfg), "seed": seed, **extra}
+
+
+def setup_logging(log_path: str | None) -> None:
+    """Send stderr (tqdm bars, warnings, tracebacks) and the logging module to the rule's log file."""
+    if log_path:
+        sys.stderr = open(log_path, "w", buffering=1)
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+
+
+def _code_only(source: str) -> str:
+    """``source`` without comments and docstrings: the ``ast.unparse`` of its syntax tree, docstrings dropped."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return ast.unparse(tree)
+
+
+@functools.lru_cache(maxsize=None)
+def _module_code(origin: str, mtime_ns: int, size: int, name: str, is_package: bool) -> tuple[str, frozenset]:
+    """(code without comments / docstrings, package modules imported) of one source file, parsed once per
+    process and version of the file: every rule of a Snakefile parse asks for overlapping module closures."""
+    with open(origin, encoding="utf-8") as fh:
+        source = fh.read()
+    tree = ast.parse(source)
+    return _code_only(source), frozenset(_package_imports(tree, name, is_package))
+
+
+def _lazy_exports(tree: ast.AST) -> dict[str, str]:
+    """A package ``__init__``'s ``_EXPORTS = {name: "sub.module", ...}`` literal (PEP 562 lazy re-exports)."""
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_EXPORTS" for t in node.targets):
+            return ast.literal_eval(node.value)
+    return {}
+
+
+def _is_module(name: str) -> bool:
+    from importlib.util import find_spec
+
+    try:
+        return find_spec(f"irneurons.{name}" if name else "irneurons") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _package_imports(tree: ast.AST, name: str, is_package: bool) -> set[str]:
+    """Dotted names (below ``irneurons``) of the package modules that module ``name`` imports, relative or
+    absolute, at any depth of the code. ``from irneurons.a import b`` counts ``a.b`` when that is a module,
+    else ``a``; a name a package re-exports lazily (its ``_EXPORTS``) counts the module it comes from."""
+    here = name.split(".") if name else []
+    package = here if is_package else here[:-1]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)] + (node.module.split(".") if node.module else [])
+            elif node.module == "irneurons" or (node.module or "").startswith("irneurons."):
+                base = node.module.split(".")[1:]
+            else:
+                continue
+            base = ".".join(base)
+            for alias in node.names:
+                sub = f"{base}.{alias.name}" if base else alias.name
+                found.add(sub if _is_module(sub) else (base or "__init__"))
+        elif isinstance(node, ast.Import):
+            found.update(".".join(a.name.split(".")[1:]) for a in node.names if a.name.startswith("irneurons."))
+    return found
+
+
+def code_version(*modules: str) -> str:
+    """sha256 (16 hex digits) of the code of the given ``irneurons`` modules (dotted names below the package,
+    e.g. ``"attribution.engine"``; a subpackage counts as all its modules) and of every package module they
+    import, transitively (so ``code_version("attribution.conductance")`` covers the engine, quadrature, units ...
+    it runs on).
+
+    Comments and docstrings do not count (:func:`_code_only`): editing them changes no version. Used as a rule
+    param: Snakemake reruns a job when its params change, so a code edit reruns exactly the rules whose modules
+    it reaches (and what depends on their outputs), never the others.
+    """
+    import pkgutil
+    from importlib.util import find_spec
+
+    digest = hashlib.sha256()
+    todo, code = [], {}
+    for name in modules:
+        spec = find_spec(f"irneurons.{name}") if _is_module(name) else None
+        if spec is None or spec.origin is None:
+            raise ValueError(f"no module irneurons.{name}")
+        todo.append(name)
+        if spec.submodule_search_locations:  # a subpackage: all of its modules
+            todo += [f"{name}.{m.name}" for m in pkgutil.walk_packages(spec.submodule_search_locations)]
+    while todo:
+        name = todo.pop()
+        if name in code:
+            continue
+        full = "irneurons" if name == "__init__" else f"irneurons.{name}"
+        spec = find_spec(full)
+        if spec is None or spec.origin is None:
+            continue
+        stat = os.stat(spec.origin)
+        is_package = bool(spec.submodule_search_locations)
+        code[name], imports = _module_code(spec.origin, stat.st_mtime_ns, stat.st_size, "" if name == "__init__" else name, is_package)
+        if is_package:
+            with open(spec.origin, encoding="utf-8") as fh:
+                imports = imports | set(_lazy_exports(ast.parse(fh.read())).values())
+        todo.extend(imports - code.keys())
+    for name in sorted(code):
+        digest.update(name.encode() + b"\0" + code[name].encode())
+    return digest.hexdigest()[:16]
+
+
+def script_code_version(path) -> str:
+    """:func:`code_version` of the package modules a workflow script imports (its ``irneurons`` imports, read
+    from its source): a rule's ``params: code=`` then follows exactly the code its script runs."""
+    with open(path, encoding="utf-8") as fh:
+        tree = ast.parse(fh.read())
+    modules = {m for m in _package_imports(tree, "", False) if m != "__init__"}
+    return code_version(*sorted(modules)) if modules else code_version("__init__")
