@@ -40,4 +40,5 @@ rule all:
     default_target: True
     input:
         MAIN_OUTPUTS,
-        compare_outputs() if COMPANION else [],
+        # the comparison table / figure and every output of the companion study
+        [*rules.compare_models.output, *rules.companion_study.input] if COMPANION else [],

@@ -39,7 +39,8 @@ import torch
 
 from irneurons.attribution import completeness
 from irneurons.attribution import engine
-from irneurons.attribution import nig
+from irneurons.attribution.conductance import NeuronConductance
+from irneurons.rankers.pairs import Encoded
 from irneurons.attribution import quadrature
 from irneurons.units import hooks as units
 from irneurons.rankers.loading import resolve_device
@@ -268,8 +269,8 @@ def completeness_steps(model, tokenizer, queries, passages, estimator, candidate
     error is ≤ 1 %, and the errors seen."""
     seen = {}
     for s in candidates:
-        r = nig.attribute(model, tokenizer, queries, passages, estimator=estimator, steps=s, budget=budget,
-                          device=device, progress=False)
+        nc = NeuronConductance(model, tokenizer, estimator=estimator, steps=s, budget=budget, device=device)
+        r = nc.attribute(queries, passages).arrays
         err = float(np.median(np.maximum(r["ffn_cut_relerr"].max(1), r["heads_cut_relerr"].max(1))))
         seen[s] = err
         if err <= 0.01:
@@ -319,8 +320,8 @@ def cost_rows(label, model, tok, pairs, grids, ref_steps, budget, device, max_le
     per_point = t_floor / (len(pairs) * points)
 
     def run(est, steps):
-        return nig.attribute(model, tok, q, p, estimator=est, steps=steps, budget=budget, max_length=max_length,
-                             device=device, progress=False)
+        return NeuronConductance(model, tok, estimator=est, steps=steps, budget=budget, max_length=max_length,
+                                 device=device).attribute(q, p).arrays
 
     ref = top_set(run("gauss_legendre", ref_steps), labels)
     print(f"\n=== cost at equal accuracy: {label}: {len(pairs)} pairs, floor {per_point * 1e3:.1f} ms per path point "
@@ -353,80 +354,22 @@ def cost_rows(label, model, tok, pairs, grids, ref_steps, budget, device, max_le
 
 
 def arch_model(model_type, kind, layers, hidden, heads, d_ff, vocab, max_len, init=0.02, seed=0):
-    """A small random float32 ranker of ``model_type`` for ``kind``: irneurons.testing.config with a bigger
-    vocabulary and room for ``max_len`` positions, otherwise built as irneurons.testing.build does."""
-    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+    """A small random float32 ranker of ``model_type`` for ``kind``: irneurons.testing.build with a bigger
+    vocabulary and room for ``max_len`` positions."""
     from transformers.utils import logging as hf_logging
 
     from irneurons import testing
-    from irneurons.rankers.kinds import RankerSpec, attach
 
     hf_logging.set_verbosity_error()
-    cfg = testing.config(model_type, layers=layers, hidden=hidden, heads=heads, d_ff=d_ff, initializer_range=init)
-    cfg.vocab_size = vocab
-    if getattr(cfg, "max_position_embeddings", None) is not None:
-        cfg.max_position_embeddings = max(int(cfg.max_position_embeddings), max_len + 8)
-    torch.manual_seed(seed)
-    factory = {"cross_encoder": AutoModelForSequenceClassification, "bi_encoder": AutoModel,
-               "t5": AutoModelForSeq2SeqLM, "causal_lm": AutoModelForCausalLM}[kind]
-    model = factory.from_config(cfg).to(torch.float32).eval()
-    with torch.no_grad():  # as testing.build: no all-zero padding_idx row (a norm singularity at the baseline)
-        w = units.word_embeddings(model).weight
-        w.copy_(torch.randn(w.shape, generator=torch.Generator().manual_seed(seed)) * init)
-        if model_type == "distilbert" and kind == "cross_encoder":
-            model.pre_classifier.bias += 5.0
-    spec = RankerSpec(kind=kind, answers=("yes", "no") if kind in ("t5", "causal_lm") else None)
-    return attach(model, spec)
+    return testing.build(model_type, kind, seed, torch.float32, init, layers=layers, hidden=hidden, heads=heads,
+                         d_ff=d_ff, vocab_size=vocab, max_positions=max(64, max_len + 8))
 
 
 def arch_batch(model_type, kind, n_pairs, length, q_len, vocab, seed=0):
-    """(ids, mask, token types | None, parts, pad id) [N, S, T] of ``n_pairs`` pairs of ``length`` tokens in
-    all (bi-encoders: both streams together) with ``q_len`` query tokens, content ids random in [5, vocab);
-    special ids and layout as irneurons.testing.batch."""
-    from irneurons.rankers import parts as P
+    """(ids, mask, token types | None, parts, pad id) [N, S, T]: irneurons.testing.random_batch."""
+    from irneurons import testing
 
-    g = torch.Generator().manual_seed(seed)
-
-    def rand(n):
-        return torch.randint(5, vocab, (n,), generator=g).tolist()
-
-    def stack(rows, pad):  # every row is ``width`` long: no padding within a stream
-        width = max(len(r) for r, _ in rows)
-        ids = torch.full((len(rows), width), pad)
-        parts = torch.full((len(rows), width), P.PAD)
-        for i, (r, p) in enumerate(rows):
-            ids[i, : len(r)], parts[i, : len(p)] = torch.tensor(r), torch.tensor(p)
-        return ids, parts
-
-    if kind == "cross_encoder":
-        cls, sep, pad, n_sep = (0, 2, 1, 2) if model_type in ("roberta", "xlm-roberta") else (2, 3, 0, 1)
-        p_len = length - 2 - n_sep - q_len
-        rows = [([cls] + rand(q_len) + [sep] * n_sep + rand(p_len) + [sep],
-                 [P.CLS] + [P.QUERY] * q_len + [P.SEP1] * n_sep + [P.PASSAGE] * p_len + [P.SEP2])
-                for _ in range(n_pairs)]
-        ids, parts = (t[:, None] for t in stack(rows, pad))
-    elif kind == "bi_encoder":
-        pad, p_len = 0, length - q_len - 4
-        width = max(q_len, p_len) + 2
-        q = [([2] + rand(q_len) + [3], [P.CLS] + [P.QUERY] * q_len + [P.SEP1]) for _ in range(n_pairs)]
-        d = [([2] + rand(p_len) + [3], [P.SEP2] + [P.PASSAGE] * p_len + [P.SEP2]) for _ in range(n_pairs)]
-        (qi, qp), (di, dp) = stack(q, pad), stack(d, pad)
-        widen = lambda t, v: torch.nn.functional.pad(t, (0, width - t.shape[1]), value=v)
-        ids = torch.stack([widen(qi, pad), widen(di, pad)], 1)
-        parts = torch.stack([widen(qp, P.PAD), widen(dp, P.PAD)], 1)
-    else:  # prompted: [BOS] prefix query middle passage suffix [EOS]
-        pad = 0
-        head, tail = ([2], []) if kind == "causal_lm" else ([], [1])
-        n_pre, n_mid, n_suf = 8, 4, 6
-        p_len = length - len(head) - len(tail) - n_pre - n_mid - n_suf - q_len
-        rows = [(head + rand(n_pre) + rand(q_len) + rand(n_mid) + rand(p_len) + rand(n_suf) + tail,
-                 [P.CLS] * (len(head) + n_pre) + [P.QUERY] * q_len + [P.SEP1] * n_mid + [P.PASSAGE] * p_len
-                 + [P.SEP2] * (n_suf + len(tail)))
-                for _ in range(n_pairs)]
-        ids, parts = (t[:, None] for t in stack(rows, pad))
-    mask = (parts != P.PAD).long()
-    tt = torch.zeros_like(ids) if model_type in ("bert", "electra") else None
-    return ids, mask, tt, parts, pad
+    return testing.random_batch(model_type, kind, n_pairs, length, q_len, vocab, seed)
 
 
 def arch_floor_fn(model, ids, am, tt, parts, pad, answers, points, alphas, device):
@@ -440,7 +383,7 @@ def arch_floor_fn(model, ids, am, tt, parts, pad, answers, points, alphas, devic
     from irneurons.rankers.kinds import spec_of
 
     spec = spec_of(model)
-    if spec.kind == "cross_encoder":
+    if spec.kind_info.head:
         spec = dc_replace(spec, target=resolve_target(spec.target, int(model.config.num_labels)))
     n, S, _ = ids.shape
     pick = torch.arange(points) % n
@@ -512,19 +455,19 @@ def arch_rows(args, device):
                            args.arch_vocab, T).to(device)
         ids, am, tt, parts, pad = arch_batch(model_type, kind, n, T, args.arch_query, args.arch_vocab)
         S, width = ids.shape[1], ids.shape[2]
-        points = max(args.budget // (width * S), 1)  # as nig.attribute_ids: points per forward
-        answers = (testing.YES, testing.NO) if kind in ("t5", "causal_lm") else None
+        points = max(args.budget // (width * S), 1)  # as NeuronConductance: points per forward
+        answers = testing.answers(kind)
         alphas = quadrature.quadrature(*estimators[0]).alphas
         floor_run = arch_floor_fn(model, ids, am, tt, parts, pad, answers, points, alphas, device)
-        nig_kw = dict(parts=parts, spec=model.irneurons_spec, answers=answers, pad_id=pad, budget=args.budget,
-                      device=device, progress=False)
+        nig_kw = dict(answers=answers, pad_id=pad)
 
         def nig_run(est, k):
-            return nig.attribute_ids(model, ids, am, tt, estimator=est, steps=k, **nig_kw)
+            nc = NeuronConductance(model, estimator=est, steps=k, budget=args.budget, device=device)
+            return nc.attribute_encoded(Encoded(ids, am, tt, parts), **nig_kw).arrays
 
         floor_run()  # warm-up
-        nig.attribute_ids(model, ids[:1], am[:1], None if tt is None else tt[:1], estimator=estimators[0][0],
-                          steps=2, **{**nig_kw, "parts": parts[:1]})
+        NeuronConductance(model, estimator=estimators[0][0], steps=2, budget=args.budget, device=device) \
+            .attribute_encoded(Encoded(ids[:1], am[:1], None if tt is None else tt[:1], parts[:1]), **nig_kw)
         times = {"floor": []} | {e: [] for e, _ in estimators}
         errs = {}
         for _ in range(rep):
@@ -623,7 +566,8 @@ def main():
         q = [QUERIES[i % 4] for i in range(args.pairs)]
         p = [PASSAGES[(i + i // 4) % 4] for i in range(args.pairs)]
         print(f"\n=== {label}: {L} layers ===")
-        nig.attribute(model, tok, q[:1], p[:1], steps=2, device=device, progress=False)  # warm-up
+        warm = NeuronConductance(model, tok, estimator="gauss_legendre", steps=2, device=device)
+        warm.attribute(q[:1], p[:1])  # warm-up
         # Interleaved repeats, best of each: the CPU may be shared, so compare like with like.
         best = {"floor": float("inf"), "riemann_right": float("inf"), "gauss_legendre": float("inf")}
         peak, res = {}, {}
@@ -632,9 +576,9 @@ def main():
             best["floor"] = min(best["floor"], t)
             for est in ("riemann_right", "gauss_legendre"):
                 with PeakMemory(device) as mem:
-                    t, res[est] = timed(lambda: nig.attribute(
-                        model, tok, q, p, estimator=est, steps=args.steps, budget=args.budget,
-                        max_length=args.max_length, device=device, progress=False), device)
+                    t, res[est] = timed(lambda: NeuronConductance(
+                        model, tok, estimator=est, steps=args.steps, budget=args.budget,
+                        max_length=args.max_length, device=device).attribute(q, p).arrays, device)
                 best[est] = min(best[est], t)
                 peak[est] = max(peak.get(est, 0.0), mem.gib)
         t_floor = best["floor"]

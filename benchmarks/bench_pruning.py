@@ -18,6 +18,7 @@ R single-set jobs cost, without Snakemake's own overhead). Prints sets/s of both
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -28,6 +29,7 @@ import torch
 
 from irneurons.rankers import loading as M
 from irneurons.rankers import parts
+from irneurons.rankers.options import ScoringOptions
 from irneurons.units import hooks as units
 from irneurons.numerics import resolve_bf16
 from irneurons.study.pruning import pruned_scores
@@ -70,11 +72,11 @@ def main():
         "heads 5%": dict(heads=random_units(heads, k(heads, 0.05), 0)),
     }
     queries, passages = synthetic_pairs(tok, args.pairs)
-    opts = dict(max_length=args.max_length, batch_size=args.batch_size, bf16=args.bf16)
+    opts = ScoringOptions(max_length=args.max_length, batch_size=args.batch_size, bf16=args.bf16)
 
     def timed(**prune):
         start = time.perf_counter()
-        pruned_scores(net, tok, queries, passages, **prune, **opts)
+        pruned_scores(net, tok, queries, passages, options=opts, **prune)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - start
@@ -101,12 +103,13 @@ def main():
 ONE_JOB = """
 import json, sys, torch
 from irneurons.rankers import loading as M
+from irneurons.rankers.options import ScoringOptions
 from irneurons.study.pruning import pruned_scores_many
 a = json.loads(sys.stdin.read())
 torch.set_num_threads(a["threads"])
 net, tok = M.load_cross_encoder(a["model"], num_labels=1, device=M.resolve_device())
 pruned_scores_many(net, tok, a["queries"], a["passages"], [{"ffn": [tuple(u) for u in s]} for s in a["sets"]],
-                   **a["opts"])
+                   ScoringOptions(**a["opts"]))
 """
 
 
@@ -117,7 +120,7 @@ def many_masks(args, net, tok, queries, passages, ffn, count, opts):
 
     def job(job_sets):
         payload = json.dumps({"model": args.model, "queries": queries, "passages": passages, "sets": job_sets,
-                              "opts": opts, "threads": threads})
+                              "opts": dataclasses.asdict(opts), "threads": threads})
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", ONE_JOB], input=payload, text=True, check=True, capture_output=True)
         return time.perf_counter() - start

@@ -37,7 +37,7 @@ rule compare_models:
             for cfg in (config, COMPANION)
         ],
         score=config["pruning"]["score"],
-        fractions=summary_fractions(),
+        fractions=planning.summary_fractions(config),
         seed=SEED,
         dpi=config["figures"]["dpi"],
     script:

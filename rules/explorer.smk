@@ -19,7 +19,7 @@ rule neuron_tokens:
         queries=expand(rules.dataset.output.queries, dataset=DATASETS),
         docs=expand(rules.candidates.output.docs, dataset=DATASETS),
         model=f"{RESULTS}/model/model.json",
-        sets=selection_files(selected_only=True),
+        sets=planning.selection_files(config, selected_only=True),
     output:
         json=f"{RESULTS}/explorer/neuron_tokens.json",
     log:
@@ -45,11 +45,11 @@ rule neuron_tokens:
 rule explorer:
     input:
         neurons=expand(f"{RESULTS}/neurons/{{dataset}}.parquet", dataset=DATASETS),
-        sets=selection_files(),
+        sets=planning.selection_files(config),
         unpruned=expand(
             f"{RESULTS}/pruning/{{dataset}}/unpruned.json", dataset=DATASETS
         ),
-        pruned=[p for d in DATASETS for p in pruning_outputs(d)],
+        pruned=[p for d in DATASETS for p in planning.pruning_outputs(config, d)],
         tokens=(
             expand(rules.token_attributions.output.tokens, dataset=DATASETS)
             if FIG["token_examples"]

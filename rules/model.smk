@@ -117,6 +117,7 @@ rule baseline_metrics:
 rule baseline_table:
     input:
         metrics=expand(rules.baseline_metrics.output.metrics, dataset=DATASETS),
+        model=f"{RESULTS}/model/model.json",
     output:
         csv=f"{RESULTS}/tables/baseline.csv",
         md=f"{RESULTS}/tables/baseline.md",

@@ -5,7 +5,7 @@
 rule aggregate:
     input:
         shards=lambda wc: expand(
-            f"{RESULTS}/nig/{wc.dataset}/shard-{{shard}}.npz", shard=shard_ids()
+            f"{RESULTS}/nig/{wc.dataset}/shard-{{shard}}.npz", shard=planning.shard_ids(config)
         ),
         pairs=rules.pairs.output.pairs,
     output:
@@ -38,7 +38,7 @@ rule select_units:
             f"{RESULTS}/neurons/{{d}}.parquet", d=scheme_members(wc.scheme)
         ),
     output:
-        units=f"{RESULTS}/sets/{{unit_type}}/{{scheme}}/{{strategy}}/{{fraction}}.json",
+        units=f"{RESULTS}/{planning.SELECTION_PATTERN}",
     log:
         f"{RESULTS}/logs/select_units/{{unit_type}}-{{scheme}}-{{strategy}}-{{fraction}}.log",
     params:
@@ -53,7 +53,7 @@ rule select_units:
 rule stability:
     input:
         shards=[
-            f"{RESULTS}/nig/{d}/shard-{s}.npz" for d in DATASETS for s in shard_ids()
+            f"{RESULTS}/nig/{d}/shard-{s}.npz" for d in DATASETS for s in planning.shard_ids(config)
         ],
         pairs=expand(rules.pairs.output.pairs, dataset=DATASETS),
     output:
@@ -70,10 +70,10 @@ rule stability:
     params:
         code=script_code("stability.py"),
         datasets=DATASETS,
-        shards_per_dataset=len(shard_ids()),
+        shards_per_dataset=len(planning.shard_ids(config)),
         stability=config["stability"],
         standardise=config["pruning"]["score"]["standardise"],
-        fractions=summary_fractions(),
+        fractions=planning.summary_fractions(config),
         seed=SEED,
     script:
         "../scripts/stability.py"
@@ -96,7 +96,7 @@ rule neuron_sets_summary:
     params:
         code=script_code("neuron_sets_summary.py"),
         score=config["pruning"]["score"],
-        fractions=summary_fractions(),
+        fractions=planning.summary_fractions(config),
         datasets=DATASETS,
         roles=ROLES,
     script:

@@ -6,7 +6,7 @@ rule prune:
     input:
         unpack(prune_inputs),
     output:
-        result=f"{RESULTS}/pruning/{{dataset}}/{{target}}/{{scheme}}/{{strategy}}/{{fraction}}.json",
+        result=f"{RESULTS}/{planning.PRUNING_PATTERN}",
     log:
         f"{RESULTS}/logs/prune/{{dataset}}/{{target}}-{{scheme}}-{{strategy}}-{{fraction}}.log",
     benchmark:
@@ -48,7 +48,7 @@ rule pruning_table:
         unpruned=expand(
             f"{RESULTS}/pruning/{{dataset}}/unpruned.json", dataset=DATASETS
         ),
-        pruned=[p for d in DATASETS for p in pruning_outputs(d)],
+        pruned=[p for d in DATASETS for p in planning.pruning_outputs(config, d)],
     output:
         csv=f"{RESULTS}/tables/pruning.csv",
         md=f"{RESULTS}/tables/pruning.md",
@@ -92,6 +92,6 @@ rule claims:
         "../envs/data.yaml"
     params:
         code=script_code("claims.py"),
-        fraction=claim_fraction(),
+        fraction=planning.claim_fraction(config),
     script:
         "../scripts/claims.py"

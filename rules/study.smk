@@ -19,7 +19,12 @@ STUDY_OUTPUTS = [
     f"{RESULTS}/tables/stability.csv",
     f"{RESULTS}/tables/ood_neurons.csv",
     f"{RESULTS}/tables/claims.md",
-    *figure_outputs(),
+    rules.plot_layers.output.layers,
+    rules.plot_overlap.output.ffn,
+    rules.plot_pruning.output.figure,
+    rules.plot_completeness.output.figure,
+    rules.tables_report.output.summary,
+    *(expand(rules.plot_tokens.output.png, dataset=DATASETS) if FIG["token_examples"] else []),
     rules.explorer.output.html,
 ]
 

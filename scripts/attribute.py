@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 
 from irneurons.attribution import completeness
+from irneurons.attribution.conductance import NeuronConductance, NIGSettings
 from irneurons.rankers import encoding
 from irneurons.rankers import loading as model
-from irneurons.attribution import nig
 from irneurons import numerics
 from irneurons.attribution import shards
 from irneurons.workflow.provenance import setup_logging, stamp
@@ -33,21 +33,22 @@ num = numerics.numerics_record(opts.get("bf16", "auto"), device)
 meta["truncation"] = encoding.truncation_record(tokenizer, queries[pairs["qid"]], ref["max_length"])
 meta["truncated_queries"] = meta["truncation"]["truncated_queries"]
 print(f"shard {shard} queries: {encoding.truncation_message(meta['truncation'])}", file=sys.stderr)
-result = nig.attribute(
-    net, tokenizer, queries[pairs["qid"]].tolist(), docs[pairs["doc_id"]].tolist(), pair_ids=pairs["pair_id"].tolist(),
-    baseline=opts["baseline"], target=ref["target"], estimator=opts["estimator"], steps=opts["steps"],
-    max_length=ref["max_length"], budget=opts["budget"], device=device, bf16=num["bf16"],
-)
+settings = NIGSettings.from_config(opts, target=ref["target"], bf16=num["bf16"])
+nc = NeuronConductance(net, tokenizer, settings, max_length=ref["max_length"], device=device)
+# encoded as the re-ranker encodes them; empty texts are not refused here (the completeness check judges them)
+enc = nc.encode(queries[pairs["qid"]].tolist(), docs[pairs["doc_id"]].tolist())
+result = nc.attribute_encoded(enc, pair_ids=pairs["pair_id"].tolist(), progress=True).arrays
 result["label"] = pairs["label"].to_numpy()
 # Completeness enforced: pairs over nig.max_cut_relerr are listed in this log; a shard with more than
 # nig.max_bad_share of them fails (one-line error naming the pairs). The check's numbers go into the metadata.
 meta["completeness"] = check = completeness.check_completeness(
-    result, pairs["pair_id"].tolist(), max_relerr=opts["max_cut_relerr"], floor=opts["min_abs_delta_f"],
-    max_share=opts["max_bad_share"], log=lambda line: print(f"over threshold: {line}", file=sys.stderr),
+    result, pairs["pair_id"].tolist(), max_relerr=settings.max_cut_relerr, floor=settings.min_abs_delta_f,
+    max_share=settings.max_bad_share, log=lambda line: print(f"over threshold: {line}", file=sys.stderr),
 )
 print(f"completeness: {check['n_over']} of {check['n_pairs']} pairs over nig.max_cut_relerr={check['max_cut_relerr']} "
       f"(share {check['bad_share']:.0%}, limit nig.max_bad_share={check['max_bad_share']}); median-over-layers FFN "
-      f"relative cut error (|ΔF| floored at {check['min_abs_delta_f']}): median {check['ffn_cut_relerr_median']['median']:.2e}, "
+      f"relative cut error (|ΔF| floored at {check['min_abs_delta_f']}): "
+      f"median {check['ffn_cut_relerr_median']['median']:.2e}, "
       f"max {check['ffn_cut_relerr_median']['max']:.2e}", file=sys.stderr)
 shards.save_shard(snakemake.output.shard, result, {**meta, "device": str(device), "numerics": num})
 print(f"shard {shard}: {len(pairs)} pairs; median relative cut error: FFN {np.median(result['ffn_cut_relerr']):.2e}, "

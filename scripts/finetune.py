@@ -7,6 +7,7 @@ import pandas as pd
 from irneurons.rankers import encoding
 from irneurons.retrieval import finetune
 from irneurons.rankers import loading as model
+from irneurons.workflow.jobs import job_device
 from irneurons.workflow.provenance import setup_logging, stamp
 
 setup_logging(snakemake.log[0])
@@ -21,7 +22,7 @@ tables = [
     for q, r, c, d in zip(snakemake.input.queries, snakemake.input.qrels, snakemake.input.candidates, snakemake.input.docs)
 ]
 queries, docs, positives, pools = finetune.training_data(tables, cfg.group_size, cfg.pseudo_queries, cfg.seed)
-device = model.pick_device(snakemake.threads)
+device = job_device(snakemake)
 net, tokenizer = model.load_cross_encoder(mcfg["source"], mcfg.get("num_labels"), device, seed=cfg.seed,
                                           max_query_share=cfg.max_query_share)
 info = finetune.finetune(net, tokenizer, queries, docs, positives, pools, cfg)

@@ -22,9 +22,10 @@ if use_scoreddocs:
     docs = data.load_collection(spec, doc_ids=needed).docs
 elif spec.first_stage == "dense":
     from irneurons.rankers import loading as model
+    from irneurons.workflow.jobs import job_device
 
     docs = data.load_collection(spec).docs
-    net, tokenizer = model.load_ranker(spec.dense_model, "bi_encoder", device=model.pick_device(snakemake.threads))
+    net, tokenizer = model.load_ranker(spec.dense_model, "bi_encoder", device=job_device(snakemake))
     cand = firststage.dense_candidates(net, tokenizer, docs, queries, spec.depth)
     docs = docs[docs["doc_id"].isin(set(cand["doc_id"]) | set(qrels["doc_id"]))]
 else:

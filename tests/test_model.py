@@ -66,7 +66,7 @@ def test_training_groups_and_schedule():
 
 def test_finetune_is_seeded(tiny):
     _, tok = tiny
-    from transformers import BertConfig, BertForSequenceClassification
+    from irneurons import testing
 
     queries = {"1": "heat transfer", "2": "wing flutter"}
     docs = {d: f"document {d} about heat and wings" for d in "abcdefgh"}
@@ -74,9 +74,8 @@ def test_finetune_is_seeded(tiny):
     cfg = finetune.FinetuneConfig(steps=3, groups_per_step=2, group_size=4, warmup_steps=1, bf16=False, max_length=32)
 
     def run():
-        torch.manual_seed(1)
-        net = BertForSequenceClassification(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1,
-                                                       num_attention_heads=2, intermediate_size=32, num_labels=1))
+        net = testing.build("bert", "cross_encoder", 1, torch.float32, init=None, layers=1, hidden=32, heads=2,
+                            d_ff=32, vocab_size=tok.vocab_size, max_positions=512)
         info = finetune.finetune(net, tok, queries, docs, pos, pools, cfg, progress=False)
         return info["losses"], net.classifier.weight.detach().clone()
 
@@ -200,7 +199,7 @@ def test_queries_that_fit_encode_bit_identically(tiny):
 
 def test_every_path_uses_the_tokenizers_query_share(tiny, tmp_path):
     """Scoring, pruning, NIG, token IG and fine-tuning all run on long queries and cut them the same way."""
-    from irneurons.attribution import nig
+    from irneurons.attribution.conductance import NeuronConductance
     from irneurons.rankers import parts
     from irneurons.study import pruning as prune
     from irneurons.attribution import tokens
@@ -212,7 +211,8 @@ def test_every_path_uses_the_tokenizers_query_share(tiny, tmp_path):
     ref_scores = scoring.score_pairs(net, tok, encoding.truncate_queries(tok, qs, 32)[0], ps, max_length=32)
     assert np.array_equal(scores, ref_scores)
     assert np.array_equal(prune.pruned_scores_many(net, tok, qs, ps, [{}], max_length=32)[0], scores)
-    r = nig.attribute(net, tok, qs, ps, max_length=32, steps=4, progress=False)
+    nc = NeuronConductance(net, tok, estimator="gauss_legendre", steps=4, max_length=32)
+    r = nc.attribute(qs, ps).arrays
     assert r["n_tokens"][:, parts.QUERY].tolist() == [16, 2]
     table = tokens.token_attributions(net, tok, qs[:1], ps[:1], pair_ids=["p"], labels=[1], steps=4, max_length=32)
     assert (table["part"] == "query").sum() == 16
@@ -221,17 +221,16 @@ def test_every_path_uses_the_tokenizers_query_share(tiny, tmp_path):
     try:
         assert encoding.query_budget(tok, 32) == 8
         assert int((encoding.encode(tok, qs, ps, 32)["token_type_ids"][0] == 0).sum()) == 8 + 2
-        assert nig.attribute(net, tok, qs, ps, max_length=32, steps=4, progress=False)["n_tokens"][0, parts.QUERY] == 8
+        assert nc.attribute(qs, ps).arrays["n_tokens"][0, parts.QUERY] == 8
         assert int((encoding.encode(tok, qs, ps, 32, max_query_share=0.5)["token_type_ids"][0] == 0).sum()) == 18
     finally:
         encoding.set_query_share(tok, None)
     assert torch.equal(encoding.encode(tok, qs, ps, 32)["input_ids"], cut["input_ids"])
     # fine-tuning on long queries with a short max_length: no tokenizer error, the cut queries are counted
-    from transformers import BertConfig, BertForSequenceClassification
+    from irneurons import testing
 
-    torch.manual_seed(0)
-    small = BertForSequenceClassification(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1,
-                                                     num_attention_heads=2, intermediate_size=32, num_labels=1))
+    small = testing.build("bert", "cross_encoder", 0, torch.float32, init=None, layers=1, hidden=32, heads=2, d_ff=32,
+                          vocab_size=tok.vocab_size, max_positions=512)
     queries = {"1": LONG_QUERY, "2": "wing flutter"}
     docs = {d: f"document {d} about heat and wings" for d in "abcdefgh"}
     cfg = finetune.FinetuneConfig(steps=2, groups_per_step=2, group_size=4, warmup_steps=1, bf16=False, max_length=24)

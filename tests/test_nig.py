@@ -23,9 +23,9 @@ from transformers import (
 from irneurons.attribution import accumulate
 from irneurons.attribution import completeness
 from irneurons.attribution import engine
-from irneurons.attribution import nig
 from irneurons.attribution import quadrature
 from irneurons.attribution import shards
+from irneurons.attribution.conductance import NeuronConductance, encoded_ids
 from irneurons.units import hooks as units
 from irneurons.rankers.relevance import relevance, resolve_target
 from irneurons.rankers.parts import BASELINES, N_PARTS, PASSAGE, QUERY, baseline_ids, token_parts
@@ -59,11 +59,11 @@ def batch():
     return ids, am, tt
 
 
-def run(model, estimator="gauss_legendre", steps=16, **kw):
+def run(model, estimator="gauss_legendre", steps=16, pair_ids=None, **settings):
+    """The front door on the hand-built batch: NeuronConductance(...).attribute_encoded → result arrays."""
     ids, am, tt = batch()
-    kw.setdefault("progress", False)
-    return nig.attribute_ids(model, ids, am, tt, cls_id=CLS, sep_id=SEP, pad_id=PAD,
-                             estimator=estimator, steps=steps, **kw)
+    nc = NeuronConductance(model, None, estimator=estimator, steps=steps, **settings)
+    return nc.attribute_encoded(encoded_ids(ids, am, tt, cls_id=CLS, sep_id=SEP), pair_ids, pad_id=PAD).arrays
 
 
 # --------------------------------------------------------------------------- captum reference
@@ -157,7 +157,8 @@ def test_oracle_captum_layer_conductance(num_labels):
         assert_close(ours["heads"][:, :, layer], per_head(captum_units(model, block.attention.output, S), 4))
 
 
-@pytest.mark.parametrize("estimator,side", [("riemann_right", "right"), ("riemann_left", "left"), ("trapezoid", "trap")])
+@pytest.mark.parametrize("estimator,side",
+                         [("riemann_right", "right"), ("riemann_left", "left"), ("trapezoid", "trap")])
 def test_oracle_brute_force(estimator, side):
     """Our batched grid α_k = k/S against one unbatched forward/backward per α, incl. residuals."""
     model, S = tiny_bert(1, seed=1), 6
@@ -282,7 +283,8 @@ def test_part_reduction_sums_to_token_sum():
         rows = slots == s
         expect = (w[rows, None, None] * vals[rows]).sum((0, 1))
         torch.testing.assert_close(out[s].sum(0), expect)
-        torch.testing.assert_close(out[s, 2], (w[rows, None, None] * vals[rows] * (parts[rows] == 2)[..., None]).sum((0, 1)))
+        torch.testing.assert_close(out[s, 2],
+                                   (w[rows, None, None] * vals[rows] * (parts[rows] == 2)[..., None]).sum((0, 1)))
     # dropped rows do not leak, even when NaN
     vals[1] = float("nan")
     keep = torch.tensor([True, False, True, True, True])
@@ -305,7 +307,8 @@ def test_plan_chunks():
     assert sorted(seen) == [(p, k) for p in range(3) for k in range(1, 5)]
     assert all(sum(b - a for _, a, b in c) <= 4 for c in chunks)
     nodes = quadrature.plan_chunks(3, 5, 4, overlap=False)
-    assert sorted((p, k) for c in nodes for p, a, b in c for k in range(a, b)) == [(p, k) for p in range(3) for k in range(5)]
+    visited = sorted((p, k) for c in nodes for p, a, b in c for k in range(a, b))
+    assert visited == [(p, k) for p in range(3) for k in range(5)]
     with pytest.raises(ValueError):
         quadrature.plan_chunks(1, 5, 1, overlap=True)
 
@@ -409,8 +412,8 @@ def test_roberta_and_electra_units():
                          bos_token_id=0, eos_token_id=2, initializer_range=0.5, attn_implementation="eager")
     model = RobertaForSequenceClassification(rcfg).double().eval()
     ids = torch.tensor([[0, 7, 8, 2, 2, 9, 10, 11, 2, 1]])
-    r = nig.attribute_ids(model, ids, (ids != 1).long(), None, cls_id=0, sep_id=2, pad_id=1,
-                          steps=24, progress=False)
+    enc = encoded_ids(ids, (ids != 1).long(), cls_id=0, sep_id=2)
+    r = NeuronConductance(model, estimator="gauss_legendre", steps=24).attribute_encoded(enc, pad_id=1).arrays
     assert r["ffn_cut_relerr"].max() < 1e-6 and r["heads_cut_relerr"].max() < 1e-6
     ecfg = ElectraConfig(vocab_size=40, embedding_size=8, hidden_size=16, num_hidden_layers=3,
                          num_attention_heads=4, intermediate_size=24, max_position_embeddings=32)
@@ -465,7 +468,8 @@ def test_completeness_check_flags_the_right_pairs_with_the_floor():
 
 def test_completeness_check_share_limit_raises_naming_the_pairs():
     r, ids = known_errors(), ["q1:a", "q1:b", "q2:c", "q3:d"]
-    with pytest.raises(completeness.CompletenessError, match=r"1 of 4 pairs \(25%\).*max_bad_share=0.2\b.*q1:b \(0\.3\)") as err:
+    over = r"1 of 4 pairs \(25%\).*max_bad_share=0.2\b.*q1:b \(0\.3\)"
+    with pytest.raises(completeness.CompletenessError, match=over) as err:
         completeness.check_completeness(r, ids, max_relerr=0.25, floor=0.05, max_share=0.2)
     assert "\n" not in str(err.value) and "q1:a" not in str(err.value)
     with pytest.raises(RuntimeError, match=r"2 of 4 pairs .*q1:b \(0\.3\), q2:c \(0\.5\)"):
@@ -525,7 +529,8 @@ def test_attribute_with_real_tokenizer():
     model = BertForSequenceClassification(cfg).double()
     queries = ["what is a cat", "boiling eggs"]
     passages = ["a cat is a small domesticated carnivorous mammal " * 4, "six minutes for a soft yolk"]
-    r = nig.attribute(model, tok, queries, passages, max_length=24, steps=16, progress=False, pair_ids=["a", "b"])
+    nc = NeuronConductance(model, tok, estimator="gauss_legendre", steps=16, max_length=24)
+    r = nc.attribute(queries, passages, pair_ids=["a", "b"]).arrays
     enc = tok(queries, passages, truncation="only_second", max_length=24, padding="longest")
     assert r["n_tokens"][:, QUERY].tolist() == [len(tok.tokenize(q)) for q in queries]
     assert r["n_tokens"].sum(1).tolist() == [len(enc["input_ids"][0])] * 2 == [24, 24]

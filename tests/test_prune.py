@@ -118,3 +118,62 @@ def test_many_sets_in_one_job_equal_separate_jobs(tiny):
     part_many = pruned_scores_many(net, tok, queries, passages, sets[:2], part=passage, max_length=32, batch_size=4)
     part_one = pruned_scores(net, tok, queries, passages, ffn=sets[1]["ffn"], part=passage, max_length=32, batch_size=4)
     np.testing.assert_array_equal(part_many[1], part_one)
+
+
+JOB = """
+import runpy, sys
+
+class NS:
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+    def keys(self):
+        return self.__dict__.keys()
+
+d = sys.argv[1]
+snakemake = NS(
+    input=NS(scores=f"{d}/scores.parquet", queries=f"{d}/queries.parquet", docs=f"{d}/docs.parquet",
+             qrels=f"{d}/qrels.parquet", model=f"{d}/model.json", units=f"{d}/set.json"),
+    output=NS(result=f"{d}/result.json"), log=[f"{d}/job.log"], threads=1, config={},
+    params=NS(rerank={}, depth=2, eval_opts={}, seed=0),
+    wildcards=NS(dataset="tiny", target="ffn", scheme="tiny", strategy="nig_top", fraction="0.01"))
+runpy.run_path(sys.argv[2], init_globals={"snakemake": snakemake}, run_name="__main__")
+"""
+
+
+def test_the_prune_job_stops_on_a_hand_edited_set_with_one_line(tmp_path):
+    """A set file edited by hand (a layer the model lacks): the job fails before scoring, with the UnitError's
+    line on the job's stderr (snakemake's error output) and the traceback in the job's log."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+
+    from irneurons.rankers import loading
+
+    net, tok = tiny_cross_encoder(layers=2, d_ff=16)
+    net.save_pretrained(tmp_path / "hf")
+    tok.save_pretrained(tmp_path / "hf")
+    loading.write_model_ref(tmp_path / "model.json", str(tmp_path / "hf"), {"max_length": 32})
+    pd.DataFrame({"qid": ["1", "1"], "doc_id": ["a", "b"], "rank": [1, 2]}).to_parquet(tmp_path / "scores.parquet")
+    pd.DataFrame({"qid": ["1"], "text": ["wing flutter"]}).to_parquet(tmp_path / "queries.parquet")
+    pd.DataFrame({"doc_id": ["a", "b"], "text": ["flutter of wings", "heat"]}).to_parquet(tmp_path / "docs.parquet")
+    pd.DataFrame({"qid": ["1"], "doc_id": ["a"], "gain": [1]}).to_parquet(tmp_path / "qrels.parquet")
+    (tmp_path / "set.json").write_text(json.dumps({"unit_type": "ffn", "sets": [[[0, 3], [1, 15]], [[2, 1]]]}))
+    (tmp_path / "job.py").write_text(JOB)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "prune.py"
+    proc = subprocess.run([sys.executable, str(tmp_path / "job.py"), str(tmp_path), str(script)],
+                          capture_output=True, text=True, timeout=300)
+    line = f"unit set {tmp_path / 'set.json'}: unit ffn:2:1: layer 2 out of range, the model has layers 0-1"
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [f"irneurons: error: {line}"]
+    log = (tmp_path / "job.log").read_text()
+    assert log.rstrip().endswith(f"irneurons.errors.UnitError: {line}") and "Traceback" in log
+    assert not (tmp_path / "result.json").exists()
+    (tmp_path / "set.json").write_text(json.dumps({"unit_type": "ffn", "sets": [[[1, 15], [0, 3]], [[0, 1], [1, 2]]]}))
+    proc = subprocess.run([sys.executable, str(tmp_path / "job.py"), str(tmp_path), str(script)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, (tmp_path / "job.log").read_text()[-2000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["n_sets"] == 2 and result["count"] == 2 and result["pairs"] == 2

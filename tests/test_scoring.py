@@ -5,11 +5,11 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from irneurons.retrieval import firststage
+from irneurons import testing
 from irneurons.rankers import loading as model
 from irneurons.rankers import scoring
-from irneurons import testing
 from irneurons.rankers.kinds import RankerSpec, attach
+from irneurons.retrieval import firststage
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +73,64 @@ def test_real_minilm_loads_as_a_bi_encoder_with_its_pooling():
     assert (spec.kind, spec.pooling, spec.similarity) == ("bi_encoder", "mean", "cosine")
     s = scoring.score_pairs(net, tok, ["heat transfer in laminar flow"] * 2, [DOCS["d3"], DOCS["d1"]])
     assert s[1] > s[0] + 0.1  # the heat-transfer passage, not the buckling one
+
+
+# ---------------------------------------------------------------- the kinds table, scoring options, specs on load
+
+
+def test_the_kinds_table_holds_what_differs_between_kinds():
+    from irneurons.rankers import parts
+    from irneurons.rankers.kinds import KINDS
+
+    assert set(KINDS) == {"cross_encoder", "t5", "causal_lm", "bi_encoder"}
+    assert {k: v.streams for k, v in KINDS.items()} == {"cross_encoder": 1, "t5": 1, "causal_lm": 1, "bi_encoder": 2}
+    assert [k for k, v in KINDS.items() if v.head] == ["cross_encoder"]
+    assert [k for k, v in KINDS.items() if v.batched] == ["cross_encoder"]
+    assert [k for k, v in KINDS.items() if v.embeds] == ["bi_encoder"]
+    assert [k for k, v in KINDS.items() if v.prompted] == ["t5", "causal_lm"]
+    assert KINDS["causal_lm"].padding_side == "right" and KINDS["causal_lm"].bos and KINDS["t5"].eos
+    assert KINDS["t5"].model_class().__name__ == "AutoModelForSeq2SeqLM"
+    assert parts.PART_LABELS["bi_encoder"][4] == "passage_special"
+    assert RankerSpec("t5").answers == ("true", "false") and RankerSpec("causal_lm").prompt.endswith("Answer:")
+    with pytest.raises(ValueError, match="model.kind 'dual'"):
+        RankerSpec("dual")
+
+
+def test_scoring_options_and_keywords_give_the_same_scores(tok):
+    from irneurons.errors import RankerError
+    from irneurons.rankers.options import ScoringOptions
+
+    ce = testing.build("bert", "cross_encoder", dtype=torch.float32, vocab_size=tok.vocab_size, num_labels=2)
+    qs, ps = list(QUERIES.values()), [DOCS["d1"], DOCS["d2"], DOCS["d3"]]
+    opts = ScoringOptions(max_length=16, batch_size=2, target="prob")
+    got = scoring.score_pairs(ce, tok, qs, ps, opts)
+    assert np.array_equal(got, scoring.score_pairs(ce, tok, qs, ps, max_length=16, batch_size=2, target="prob"))
+    logit_diff = scoring.score_pairs(ce, tok, qs, ps, opts, target="logit_diff")  # overrides on top of options
+    np.testing.assert_allclose(got, 1 / (1 + np.exp(-logit_diff)), rtol=1e-6)  # softmax(z)₁ = σ(z₁ − z₀)
+    assert not np.allclose(got, logit_diff)
+    with pytest.raises(RankerError, match="unknown scoring option 'max_len'"):
+        scoring.score_pairs(ce, tok, qs, ps, max_len=16)
+    assert scoring.score_pairs(ce, tok, [], []).shape == (0,)
+
+
+def test_load_ranker_takes_a_spec_a_kind_or_nothing(tmp_path):
+    from irneurons.rankers.kinds import AUTO
+
+    qs, ps = ["heat transfer in laminar flow"] * 2, [DOCS["d3"], DOCS["d1"]]
+    cos_net, tok = model.load_ranker(model.PYPI_MINILM, "bi_encoder")
+    assert cos_net.irneurons_spec.similarity == "cosine"  # a kind name: pooling / similarity from the folder
+    dot_net, _ = model.load_ranker(model.PYPI_MINILM, RankerSpec("bi_encoder", similarity="dot", pooling=AUTO))
+    assert (dot_net.irneurons_spec.pooling, dot_net.irneurons_spec.similarity) == ("mean", "dot")
+    eq = scoring.embed_texts(dot_net, tok, qs, stream="query")
+    ep = scoring.embed_texts(dot_net, tok, ps, stream="passage")
+    dot = scoring.score_pairs(dot_net, tok, qs, ps)
+    np.testing.assert_allclose(dot, (eq * ep).sum(-1).double().numpy(), rtol=1e-6)
+    cos = scoring.score_pairs(cos_net, tok, qs, ps)
+    np.testing.assert_allclose(cos, dot / (eq.norm(dim=-1) * ep.norm(dim=-1)).double().numpy(), rtol=1e-5)
+    model.write_model_ref(tmp_path / "model.json", model.PYPI_MINILM, {"kind": "bi_encoder", "similarity": "dot"})
+    spec = model.spec_from_ref(model.read_model_ref(tmp_path / "model.json"))
+    assert (spec.kind, spec.pooling, spec.similarity) == ("bi_encoder", AUTO, "dot")
+    loaded, _ = model.load_from_ref(model.read_model_ref(tmp_path / "model.json"))
+    assert np.array_equal(scoring.score_pairs(loaded, tok, qs, ps), dot)
+    with pytest.raises(ValueError, match="spec must be a RankerSpec"):
+        model.load_ranker(model.PYPI_MINILM, 3)

@@ -67,7 +67,8 @@ def long_table(nig_values, absact=None, unit_type="ffn", layers=2, nonrel=None):
     rows = [(unit_type, l, u, "total", "relevant", v, 1.0, 10, np.nan) for (l, u), v in zip(idx, nig_values)]
     rows += [(unit_type, l, u, "total", "non_relevant", v, 1.0, 10, np.nan) for (l, u), v in zip(idx, nonrel)]
     rows += [(unit_type, l, u, "total", "all", 0.0, 1.0, 20, a) for (l, u), a in zip(idx, absact)]
-    return pd.DataFrame(rows, columns=["unit_type", "layer", "unit", "part", "class", "mean", "std", "n", "absact_mean"])
+    columns = ["unit_type", "layer", "unit", "part", "class", "mean", "std", "n", "absact_mean"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 ROLES = {"a": "in_domain", "b": "in_domain", "c": "ood"}
@@ -99,6 +100,11 @@ def test_parse_scheme_strategy_and_relative_schemes():
         select.parse_strategy_entry("nig_top:3", 8, 4)
 
 
+def spec(scheme, strategy, fraction, seed=0, n_sets=1, **score):
+    """A SelectionSpec of FFN units (``score``: ScoreOptions fields)."""
+    return select.SelectionSpec(scheme, strategy, "ffn", fraction, select.ScoreOptions(**score), seed, n_sets)
+
+
 def test_default_grid_adapts_to_the_datasets():
     assert set(select.default_grid({"a": "in_domain"})) == {"self"}
     assert set(select.default_grid({"a": "in_domain", "b": "in_domain"})) == {"self", "loo"}
@@ -110,20 +116,21 @@ def test_zscore_fusion_is_not_dominated_by_the_larger_scale():
     a, b = rng.normal(size=200), rng.normal(size=200)
     tables = {"a": long_table(a), "b": long_table(1000 * b)}  # b's conductance scale is 1000x a's
     roles = {"a": "in_domain", "b": "in_domain"}
-    raw = select.select_units(tables, roles, "fusion-all", "nig_top", "ffn", 0.05, normalise_by="none")
-    z = select.select_units(tables, roles, "fusion-all", "nig_top", "ffn", 0.05)
+    raw = select.select_units(tables, roles, spec("fusion-all", "nig_top", 0.05, normalise_by="none"))
+    z = select.select_units(tables, roles, spec("fusion-all", "nig_top", 0.05))
     top_b = set(select.top_k(series(1000 * b), 10))
     assert {tuple(u) for u in raw["units"]} == top_b  # unnormalised: b's own top set, a ignored
     assert {tuple(u) for u in z["units"]} != top_b
     assert z["from_member_top_k"]["a"] >= 3 and z["from_member_top_k"]["b"] >= 3
     assert raw["from_member_top_k"] == {"a": len(set(select.top_k(series(a), 10)) & top_b), "b": 10}
-    rank = select.select_units(tables, roles, "fusion-all", "nig_top", "ffn", 0.05, normalise_by="rank")
+    rank = select.select_units(tables, roles, spec("fusion-all", "nig_top", 0.05, normalise_by="rank"))
     assert {tuple(u) for u in rank["units"]} != top_b
 
 
 def test_strategies_remove_exactly_the_nig_sets_count_and_layers():
     tables = three_tables(n=60)
-    sel = lambda scheme, strategy, **kw: select.select_units(tables, ROLES, scheme, strategy, "ffn", 0.25, seed=7, **kw)
+    sel = lambda scheme, strategy, n_sets=1: select.select_units(tables, ROLES, spec(scheme, strategy, 0.25, seed=7,
+                                                                                    n_sets=n_sets))
     top = sel("fusion-all", "nig_top")
     assert top["k"] == 15 and top["count"] == 15 and top["n_units"] == 60
     fused = select.fusion({d: select.scores(t, "ffn") for d, t in tables.items()})
@@ -164,8 +171,32 @@ def test_contrast_score_and_contrast_top():
     t = {"a": long_table(rel, nonrel=non)}
     c = select.scores(t["a"], "ffn", "contrast")
     np.testing.assert_allclose(c.to_numpy(), rel - non)
-    assert select.select_units(t, {"a": "in_domain"}, "a", "nig_top", "ffn", 0.34)["units"] == [[0, 0], [0, 1]]
+    assert select.select_units(t, {"a": "in_domain"}, spec("a", "nig_top", 0.34))["units"] == [[0, 0], [0, 1]]
     # contrast 0,1,1,0,0,1: the top 2 by (layer, unit) among the ties, never the large-everywhere unit (0,0)
-    assert select.select_units(t, {"a": "in_domain"}, "a", "contrast_top", "ffn", 0.34)["units"] == [[0, 1], [0, 2]]
+    assert select.select_units(t, {"a": "in_domain"}, spec("a", "contrast_top", 0.34))["units"] == [[0, 1], [0, 2]]
     welch = select.scores(t["a"], "ffn", "contrast", standardise=True)  # sd 1, n 10 per class: se = sqrt(0.2)
     np.testing.assert_allclose(welch.to_numpy(), (rel - non) / np.sqrt(0.2))
+
+
+def test_write_selection_from_a_spec(tmp_path):
+    import json
+
+    tables = three_tables(n=40, seed=3)
+    paths = {}
+    for d, t in tables.items():
+        paths[d] = tmp_path / f"{d}.parquet"
+        t.to_parquet(paths[d])
+    score = select.ScoreOptions.from_config({"class": "relevant", "normalise": "rank", "signed": False})
+    assert score == select.ScoreOptions(cls="relevant", part="total", signed=False, normalise_by="rank")
+    spec_ = select.SelectionSpec("fusion-in_domain", "random_layer_matched", "ffn", 0.2, score, seed=5, n_sets=2)
+    out = select.write_selection(tmp_path / "sel.json", {d: paths[d] for d in ("a", "b")}, ROLES, spec_,
+                                 provenance={"run": "t"})
+    saved = json.loads((tmp_path / "sel.json").read_text())
+    assert saved == json.loads(json.dumps(out)) and saved["provenance"] == {"run": "t"}
+    assert saved["score"] == {"class": "relevant", "part": "total", "signed": False, "normalise": "rank",
+                              "standardise": False}
+    # the NIG set: top-8 of the rank-normalised fusion of |mean| over a and b; each random set has its layer counts
+    fused = select.fusion({d: select.scores(tables[d], "ffn", signed=False) for d in ("a", "b")}, "rank")
+    counts = select.layer_counts(select.top_k(fused, 8), 2)
+    assert saved["k"] == 8 and saved["n_sets"] == 2 and saved["per_layer"] == [counts, counts]
+    assert saved["sets"][0] != saved["sets"][1]

@@ -1,25 +1,39 @@
 """The ``irneurons`` command: ``explain`` one pair, ``prune`` a set from a TREC run, ``info`` on a finished study.
 
 Exit codes: 0 success, 1 a one-line error (bad model, set, run or dataset; printed as ``irneurons: error: ...``),
-2 bad command-line usage (argparse), 130 interrupted.
+2 bad command-line usage (argparse), 130 interrupted. transformers' logging (its weight-loading report) and
+progress bars stay off stderr unless ``--verbose``, which also prints the traceback of an error.
 """
 
 from __future__ import annotations
 
-from irneurons.errors import IrneuronsError
 import argparse
 import json
 import os
 import sys
 from pathlib import Path
 
-from irneurons.study import statistics
 from irneurons.attribution.completeness import MAX_CUT_RELERR, MIN_ABS_DELTA_F
 from irneurons.attribution.quadrature import ESTIMATORS
+from irneurons.errors import IrneuronsError
+from irneurons.study import statistics
 
 
 class CLIError(IrneuronsError):
     """A user-facing problem: printed as one line, exit code 1."""
+
+
+def quiet_transformers(verbose: bool) -> None:
+    """Unless ``verbose``: transformers logs errors only (no weight-loading report) and shows no progress bars
+    (nor does huggingface_hub's download). With ``verbose`` their own settings stand."""
+    if verbose:
+        return
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    disable_progress_bars()
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -66,6 +80,7 @@ def table(rows: list[list], header: list[str]) -> str:
 def cmd_explain(args) -> int:
     from irneurons.attribution.conductance import NeuronConductance
 
+    quiet_transformers(args.verbose)
     net, tok, record = load_model(args.model, args.device)
     nc = NeuronConductance(net, tok, target=args.target or record.get("target") or "auto", baseline=args.baseline,
                            estimator=args.estimator, steps=args.steps,
@@ -100,7 +115,8 @@ def cmd_explain(args) -> int:
                          "" if h is None else f"{h.conductance:+.4f}"])
     verdict = "within" if comp.ok[0] else "OVER"
     text = "\n".join([
-        f"model {record['source']} ({attr.meta['kind']}); NIG {args.estimator} x {args.steps}, baseline {args.baseline}",
+        f"model {record['source']} ({attr.meta['kind']}); NIG {args.estimator} x {args.steps}, "
+        f"baseline {args.baseline}",
         f"F(x) = {attr.f_x[0]:+.4f}   F(x') = {attr.f_baseline[0]:+.4f}   F(x) - F(x') = {comp.delta_f[0]:+.4f}",
         f"completeness: median-over-layers FFN relative cut error {comp.median[0]:.2%} ({verdict} "
         f"nig.max_cut_relerr = {comp.max_relerr:.0%})",
@@ -166,6 +182,9 @@ def cmd_prune(args) -> int:
         raise CLIError(f"--metric {args.metric!r} is not one of {', '.join(evaluate.MEASURES)}")
     chosen = UnitSet.parse(args.set, args.index)
     run = read_trec_run(args.run, args.depth)
+    quiet_transformers(args.verbose)
+    net, tok, record = load_model(args.model, args.device)
+    chosen.check(net)  # a unit the model does not have: one line before any data is loaded or scored
     spec = dataset_spec(args.dataset, args.config)
     coll = load_collection(spec, set(run["doc_id"]))
     queries = coll.queries.set_index("qid")["text"]
@@ -174,14 +193,14 @@ def cmd_prune(args) -> int:
     qrels = coll.qrels[coll.qrels["qid"].isin(set(run["qid"]))]
     if run.empty or qrels.empty:
         raise CLIError(f"--run {args.run}: no judged query of dataset {args.dataset!r} in the run")
-    net, tok, record = load_model(args.model, args.device)
     unpruned, pruned = pruned_scores_many(
         net, tok, queries[run["qid"]].tolist(), docs[run["doc_id"]].tolist(), [{}, chosen.as_dict()],
         target=record.get("target") or "auto", max_length=record.get("max_length") or 128, progress=True)
     judged = evaluate.qrels_dict(qrels)
     level = spec.relevant_min_grade
     per_query = {
-        name: evaluate.per_query_metrics(evaluate.run_dict(run.assign(score=s)), judged, (args.metric,), level)[args.metric]
+        name: evaluate.per_query_metrics(evaluate.run_dict(run.assign(score=s)), judged, (args.metric,),
+                                         level)[args.metric]
         for name, s in (("run", run["score"].to_numpy()), ("model", unpruned), ("pruned", pruned))
     }
     test = statistics.paired_tests(per_query["pruned"], per_query["model"])
@@ -237,15 +256,19 @@ def cmd_info(args) -> int:
     if claims.is_file():
         info["claims"] = pd.read_csv(claims)[["claim", "collection", "verdict"]].to_dict("records")
     info["sets"] = len(list(root.glob("sets/*/*/*/*.json")))
-    for name, rel in (("explorer", "explorer/index.html"), ("claims", "tables/claims.md"), ("summary", "tables/summary.md")):
+    outputs = (("explorer", "explorer/index.html"), ("claims", "tables/claims.md"), ("summary", "tables/summary.md"))
+    for name, rel in outputs:
         if (root / rel).is_file():
             info["outputs"][name] = str(root / rel)
     lines = [f"study {info['study']}: model {info['model']} ({info['kind'] or 'auto'}"
-             f"{', fine-tuned from ' + str(info['base_model']) if info['finetuned'] else ''}); {info['sets']} unit sets"]
+             f"{', fine-tuned from ' + str(info['base_model']) if info['finetuned'] else ''}); "
+             f"{info['sets']} unit sets"]
     for name, entry in info["datasets"].items():
-        lines.append(f"  {name}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items()))
+        lines.append(f"  {name}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                               for k, v in entry.items()))
     if info["claims"]:
-        lines.append(table([[c["claim"], c["collection"], c["verdict"]] for c in info["claims"]], ["claim", "collection", "verdict"]))
+        lines.append(table([[c["claim"], c["collection"], c["verdict"]] for c in info["claims"]],
+                           ["claim", "collection", "verdict"]))
     lines += [f"  {k}: {v}" for k, v in info["outputs"].items()]
     emit(args, info, "\n".join(lines))
     return 0
@@ -266,6 +289,11 @@ def parser() -> argparse.ArgumentParser:
                        "or a study folder results/<name> (its fine-tuned model)")
         p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
         p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        verbose(p)
+
+    def verbose(p):
+        p.add_argument("--verbose", action="store_true", help="show transformers' logging and progress bars, and "
+                       "the traceback of an error")
 
     ex = sub.add_parser("explain", help="NIG of one query-passage pair: F(x), F(x'), completeness, top units per part",
                         description="Neuron conductance of every FFN neuron and head for one pair; prints F at the "
@@ -290,11 +318,13 @@ def parser() -> argparse.ArgumentParser:
                         description="Re-rank the top --depth documents per query of a TREC run with the model, "
                         "unpruned and with the set's units zeroed, and compare the metric (paired tests over queries).")
     common(pr)
-    pr.add_argument("--set", required=True, help="saved set JSON (results/<name>/sets/...) or unit ids 'ffn:3:117,head:2:5'")
+    pr.add_argument("--set", required=True, help="saved set JSON (results/<name>/sets/...) or unit ids "
+                    "'ffn:3:117,head:2:5'; a unit the model lacks is an error naming it")
     pr.add_argument("--index", type=int, default=0, help="which set of a multi-set file (random strategies)")
     pr.add_argument("--run", required=True, help="TREC run file: qid Q0 doc_id rank score tag")
     pr.add_argument("--dataset", required=True, help="a dataset of --config (its grade map) or an ir_datasets id")
-    pr.add_argument("--config", default="config/config.yaml", help="study config naming the dataset (default config/config.yaml)")
+    pr.add_argument("--config", default="config/config.yaml", help="study config naming the dataset "
+                    "(default config/config.yaml)")
     pr.add_argument("--depth", type=int, default=100, help="documents re-scored per query (default 100)")
     pr.add_argument("--metric", default="ndcg@10", help="ndcg@10, mrr@10, recall@100 or map")
     pr.set_defaults(func=cmd_prune)
@@ -303,20 +333,20 @@ def parser() -> argparse.ArgumentParser:
                          "completeness, nDCG@10 and claims of a finished study (results/<name>).")
     inf.add_argument("results", metavar="RESULTS_DIR")
     inf.add_argument("--json", action="store_true", help="print JSON")
+    verbose(inf)
     inf.set_defaults(func=cmd_info)
     return top
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    from irneurons.units.architectures import UnsupportedArchitecture
-    from irneurons.retrieval.datasets import DataError
-    from irneurons.errors import ModelError
-    from irneurons.rankers.kinds import RankerError
-
     try:
         return args.func(args)
-    except (CLIError, ModelError, DataError, RankerError, UnsupportedArchitecture, ValueError, OSError) as err:
+    except (IrneuronsError, ValueError, OSError) as err:
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f"irneurons: error: {message}", file=sys.stderr)
         return 1

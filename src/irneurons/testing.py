@@ -2,7 +2,10 @@
 with hand-made token ids and parts: for tests, benchmarks and smoke checks (no download).
 
 ``tiny(model_type, kind)`` returns a :class:`Tiny`: the model (eval, eager attention), its ranker spec, answer ids
-(prompted kinds) and a batch of two pairs in the [N, S, T] layout of :class:`irneurons.rankers.encoding.Encoded`.
+(prompted kinds) and a batch of two pairs in the [N, S, T] layout of :class:`irneurons.rankers.pairs.Encoded`.
+:func:`build` is the one model factory of tests and benchmarks (sizes, vocabulary, positions, dtype, init);
+:func:`random_batch` makes longer random batches in the same layout. The auto class of each kind comes from
+:data:`irneurons.rankers.kinds.KINDS`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from irneurons.rankers import parts as P
-from irneurons.rankers.kinds import RankerSpec, attach
+from irneurons.rankers.kinds import KINDS, RankerSpec, attach
 
 VOCAB = 40
 #: model_type → the kinds its tiny model is built for (first: the default kind)
@@ -46,71 +49,108 @@ class Tiny:
     answers: tuple[int, int] | None
 
     def kwargs(self) -> dict:
-        """Arguments of :func:`irneurons.attribution.nig.attribute_ids` for this batch."""
+        """Parts, spec, answer ids and pad id of this batch (``pad_id`` / ``answers`` are what
+        :meth:`irneurons.attribution.conductance.NeuronConductance.attribute_encoded` takes)."""
         return dict(parts=self.parts, spec=self.spec, answers=self.answers, pad_id=self.pad_id)
 
 
-def config(model_type: str, layers: int = 2, hidden: int = 16, heads: int = 4, d_ff: int = 24, **extra):
-    """A tiny config of ``model_type`` (vocabulary :data:`VOCAB`, eager attention)."""
+def _encoder(hidden, layers, heads, d_ff, positions):
+    return dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=d_ff,
+                max_position_embeddings=positions)
+
+
+#: model_type → its config's size keywords (hidden, layers, heads, d_ff, max positions); others: :func:`_encoder`
+_SIZES = {
+    "distilbert": lambda hidden, layers, heads, d_ff, positions: dict(
+        dim=hidden, n_layers=layers, n_heads=heads, hidden_dim=d_ff, max_position_embeddings=positions,
+        pad_token_id=0),
+    "t5": lambda hidden, layers, heads, d_ff, positions: dict(
+        d_model=hidden, d_kv=hidden // heads, num_heads=heads, d_ff=d_ff, num_layers=layers,
+        num_decoder_layers=layers, feed_forward_proj="gated-gelu", decoder_start_token_id=0, pad_token_id=0,
+        eos_token_id=1),
+}
+_ROBERTA = dict(pad_token_id=1, bos_token_id=0, eos_token_id=2)
+_DECODER = dict(pad_token_id=0, bos_token_id=2, eos_token_id=3, tie_word_embeddings=False)
+#: model_type → keywords set after the sizes (functions of hidden, heads); others: ``pad_token_id=0``
+_SPECIAL = {
+    "roberta": lambda hidden, heads: _ROBERTA,
+    "xlm-roberta": lambda hidden, heads: _ROBERTA,
+    "electra": lambda hidden, heads: dict(embedding_size=8),
+    "deberta-v2": lambda hidden, heads: dict(  # DeBERTa-v3 style: disentangled relative attention
+        relative_attention=True, pos_att_type=["p2c", "c2p"], position_buckets=16, norm_rel_ebd="layer_norm",
+        share_att_key=True, position_biased_input=False, max_relative_positions=-1, pad_token_id=0),
+    "modernbert": lambda hidden, heads: dict(pad_token_id=0, bos_token_id=2, eos_token_id=3, cls_token_id=2,
+                                             sep_token_id=3, global_attn_every_n_layers=2, local_attention=8),
+    "qwen2": lambda hidden, heads: dict(num_key_value_heads=heads // 2, **_DECODER),
+    "qwen3": lambda hidden, heads: dict(num_key_value_heads=heads // 2, head_dim=hidden // heads, **_DECODER),
+    "llama": lambda hidden, heads: dict(num_key_value_heads=heads // 2, **_DECODER),
+    "mistral": lambda hidden, heads: dict(num_key_value_heads=heads // 2, **_DECODER),
+}
+
+
+def config(model_type: str, layers: int = 2, hidden: int = 16, heads: int = 4, d_ff: int = 24,
+           max_positions: int = 64, **extra):
+    """A tiny config of ``model_type`` (vocabulary :data:`VOCAB` unless ``vocab_size`` is given, room for
+    ``max_positions`` tokens, eager attention); ``extra``: further config keywords."""
     from transformers import AutoConfig
 
     common = {"vocab_size": VOCAB, "num_labels": 1, **extra}  # ``extra`` may override the vocabulary
-    if model_type == "distilbert":
-        cfg = AutoConfig.for_model(model_type, dim=hidden, n_layers=layers, n_heads=heads, hidden_dim=d_ff,
-                                   max_position_embeddings=64, pad_token_id=0, **common)
-    elif model_type == "t5":
-        cfg = AutoConfig.for_model(model_type, d_model=hidden, d_kv=hidden // heads, num_heads=heads, d_ff=d_ff,
-                                   num_layers=layers, num_decoder_layers=layers, feed_forward_proj="gated-gelu",
-                                   decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, **common)
+    if model_type in _SIZES:
+        kw = {**_SIZES[model_type](hidden, layers, heads, d_ff, max_positions), **common}
     else:
-        kw = dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=d_ff,
-                  max_position_embeddings=64, **common)
-        if model_type in ("roberta", "xlm-roberta"):
-            kw.update(pad_token_id=1, bos_token_id=0, eos_token_id=2)
-        elif model_type == "electra":
-            kw.update(embedding_size=8)
-        elif model_type == "deberta-v2":  # DeBERTa-v3 style: disentangled relative attention
-            kw.update(relative_attention=True, pos_att_type=["p2c", "c2p"], position_buckets=16,
-                      norm_rel_ebd="layer_norm", share_att_key=True, position_biased_input=False,
-                      max_relative_positions=-1, pad_token_id=0)
-        elif model_type == "modernbert":
-            kw.update(pad_token_id=0, bos_token_id=2, eos_token_id=3, cls_token_id=2, sep_token_id=3,
-                      global_attn_every_n_layers=2, local_attention=8)
-        elif model_type in ("qwen2", "qwen3", "llama", "mistral"):
-            kw.update(num_key_value_heads=heads // 2, pad_token_id=0, bos_token_id=2, eos_token_id=3,
-                      tie_word_embeddings=False)
-            if model_type == "qwen3":
-                kw.update(head_dim=hidden // heads)
-        else:
-            kw.update(pad_token_id=0)
-        cfg = AutoConfig.for_model(model_type, **kw)
+        kw = {**_encoder(hidden, layers, heads, d_ff, max_positions), **common}
+        kw.update(_SPECIAL.get(model_type, lambda hidden, heads: dict(pad_token_id=0))(hidden, heads))
+    cfg = AutoConfig.for_model(model_type, **kw)
     cfg._attn_implementation = "eager"
     return cfg
 
 
-def build(model_type: str, kind: str | None = None, seed: int = 0, dtype=torch.float64, init: float = 0.3, **cfg_kw):
-    """A tiny random model of ``model_type`` for ``kind`` (default: its first :data:`TINY_KINDS` kind)."""
-    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+def build(model_type: str, kind: str | None = None, seed: int = 0, dtype=torch.float64, init: float | None = 0.3,
+          **cfg_kw):
+    """A tiny random model of ``model_type`` for ``kind`` (default: its first :data:`TINY_KINDS` kind), the one
+    factory of tests and benchmarks.
 
-    kind = kind or TINY_KINDS[model_type][0]
-    cfg = config(model_type, initializer_range=init, **cfg_kw)
+    Args:
+        model_type: a key of :data:`TINY_KINDS`.
+        kind: a ranker kind (:data:`irneurons.rankers.kinds.KINDS`).
+        seed: seeds torch before the weights are drawn.
+        dtype: the weights' dtype.
+        init: the weights' standard deviation (``initializer_range``); the word embeddings are redrawn with it so
+            that no pad row is all zeros. None: transformers' own initialisation, untouched.
+        cfg_kw: :func:`config` keywords (layers, hidden, heads, d_ff, max_positions, vocab_size, ...).
+
+    Returns:
+        The model (eval mode) with its :class:`irneurons.rankers.kinds.RankerSpec` attached (prompted kinds answer
+        ``yes`` / ``no``, token ids :data:`YES` / :data:`NO` in the tiny vocabulary).
+
+    Examples:
+        >>> model = build("bert", "bi_encoder", dtype=torch.float32, vocab_size=30522, max_positions=512)
+        >>> model.irneurons_spec.n_streams
+        2
+    """
+    kind = KINDS[kind or TINY_KINDS[model_type][0]]
+    cfg = config(model_type, **({} if init is None else {"initializer_range": init}), **cfg_kw)
     torch.manual_seed(seed)
-    factory = {"cross_encoder": AutoModelForSequenceClassification, "bi_encoder": AutoModel,
-               "t5": AutoModelForSeq2SeqLM, "causal_lm": AutoModelForCausalLM}[kind]
-    model = factory.from_config(cfg).to(dtype).eval()
-    with torch.no_grad():
-        # ``padding_idx`` rows start at exactly 0: a pad baseline would then start the path at a norm's
-        # singularity (LayerNorm / RMSNorm of ~0, where no position embedding is added), a sharp kink that no
-        # quadrature resolves in few nodes. Trained models' pad rows differ; the tiny ones get random rows.
-        from irneurons.units.hooks import word_embeddings
+    model = kind.model_class().from_config(cfg).to(dtype).eval()
+    if init is not None:
+        with torch.no_grad():
+            # ``padding_idx`` rows start at exactly 0: a pad baseline would then start the path at a norm's
+            # singularity (LayerNorm / RMSNorm of ~0, where no position embedding is added), a sharp kink that no
+            # quadrature resolves in few nodes. Trained models' pad rows differ; the tiny ones get random rows.
+            from irneurons.units.hooks import word_embeddings
 
-        weight = word_embeddings(model).weight
-        weight.copy_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-                     .to(weight.dtype) * init)
-        if model_type == "distilbert" and kind == "cross_encoder":
-            model.pre_classifier.bias += 5.0  # keep the head's inline ReLU linear: F stays smooth along the path
-    spec = RankerSpec(kind=kind, answers=("yes", "no") if kind in ("t5", "causal_lm") else None)
+            weight = word_embeddings(model).weight
+            weight.copy_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(seed),
+                                     dtype=torch.float64).to(weight.dtype) * init)
+            if hasattr(model, "pre_classifier"):  # DistilBERT's head: keep its inline ReLU linear (F smooth)
+                model.pre_classifier.bias += 5.0
+    spec = RankerSpec(kind=kind.name, answers=("yes", "no") if kind.prompted else None)
     return attach(model, spec)
+
+
+def answers(kind: str) -> tuple[int, int] | None:
+    """Answer token ids of a tiny model of ``kind`` (:data:`YES`, :data:`NO` for prompted kinds, else None)."""
+    return (YES, NO) if KINDS[kind].prompted else None
 
 
 def _pad(rows, pad):
@@ -127,23 +167,24 @@ QUERIES = ([10, 11], [12])
 PASSAGES = ([20, 21, 22], [23, 24, 25, 26, 27, 28])
 
 
-def batch(model_type: str, kind: str):
-    """(ids [N,S,T], parts [N,S,T], pad id) of two pairs, one shorter than the other (so one is padded)."""
-    if kind == "cross_encoder":
-        cls, sep, pad, double = (0, 2, 1, True) if model_type in ("roberta", "xlm-roberta") else (2, 3, 0, False)
-        if model_type == "modernbert":
-            cls, sep = 2, 3
+def _layout(model_type: str, kind: str, pairs):
+    """(ids [N,S,T], parts [N,S,T], pad id) of ``pairs`` [(prefix, query, middle, passage, suffix)] of token ids
+    in the layout of ``kind`` (the prompt segments are used by prompted kinds only)."""
+    info = KINDS[kind]
+    if info.prompted:
+        head, tail = [2] if info.bos else [], [1] if info.eos else []
         rows = []
-        for q, p in zip(QUERIES, PASSAGES):
-            seps = [sep, sep] if double else [sep]
-            ids = [cls] + q + seps + p + [sep]
-            part = [P.CLS] + [P.QUERY] * len(q) + [P.SEP1] * len(seps) + [P.PASSAGE] * len(p) + [P.SEP2]
+        for prefix, q, middle, p, suffix in pairs:
+            ids = head + prefix + q + middle + p + suffix + tail
+            part = ([P.CLS] * (len(head) + len(prefix)) + [P.QUERY] * len(q) + [P.SEP1] * len(middle)
+                    + [P.PASSAGE] * len(p) + [P.SEP2] * (len(suffix) + len(tail)))
             rows.append((ids, part))
-        ids, parts = _pad(rows, pad)
-        return ids[:, None], parts[:, None], pad
-    if kind == "bi_encoder":
-        q_ids, q_parts = _pad([([2] + q + [3], [P.CLS] + [P.QUERY] * len(q) + [P.SEP1]) for q in QUERIES], 0)
-        p_ids, p_parts = _pad([([2] + p + [3], [P.SEP2] + [P.PASSAGE] * len(p) + [P.SEP2]) for p in PASSAGES], 0)
+        ids, parts = _pad(rows, 0)
+        return ids[:, None], parts[:, None], 0
+    if info.streams == 2:
+        q_ids, q_parts = _pad([([2] + q + [3], [P.CLS] + [P.QUERY] * len(q) + [P.SEP1]) for _, q, _, _, _ in pairs], 0)
+        p_ids, p_parts = _pad([([2] + p + [3], [P.SEP2] + [P.PASSAGE] * len(p) + [P.SEP2])
+                               for _, _, _, p, _ in pairs], 0)
         width = max(q_ids.shape[1], p_ids.shape[1])
 
         def widen(t, v):
@@ -151,27 +192,60 @@ def batch(model_type: str, kind: str):
 
         return (torch.stack([widen(q_ids, 0), widen(p_ids, 0)], 1),
                 torch.stack([widen(q_parts, P.PAD), widen(p_parts, P.PAD)], 1), 0)
-    prefix, middle, suffix = [5, 6], [7], [8, 9]
-    head = [2] if kind == "causal_lm" else []
-    tail = [1] if kind == "t5" else []
+    cls, sep, pad, double = (0, 2, 1, True) if model_type in ("roberta", "xlm-roberta") else (2, 3, 0, False)
     rows = []
-    for q, p in zip(QUERIES, PASSAGES):
-        ids = head + prefix + q + middle + p + suffix + tail
-        part = ([P.CLS] * (len(head) + len(prefix)) + [P.QUERY] * len(q) + [P.SEP1] * len(middle)
-                + [P.PASSAGE] * len(p) + [P.SEP2] * (len(suffix) + len(tail)))
+    for _, q, _, p, _ in pairs:
+        seps = [sep, sep] if double else [sep]
+        ids = [cls] + q + seps + p + [sep]
+        part = [P.CLS] + [P.QUERY] * len(q) + [P.SEP1] * len(seps) + [P.PASSAGE] * len(p) + [P.SEP2]
         rows.append((ids, part))
-    ids, parts = _pad(rows, 0)
-    return ids[:, None], parts[:, None], 0
+    ids, parts = _pad(rows, pad)
+    return ids[:, None], parts[:, None], pad
+
+
+def token_types(model_type: str, ids: torch.Tensor) -> torch.Tensor | None:
+    """Token type ids (zeros, [N, S, T]) for the model types whose tiny batches carry them, else None."""
+    return torch.zeros_like(ids) if model_type in ("bert", "electra") else None
+
+
+def batch(model_type: str, kind: str):
+    """(ids [N,S,T], parts [N,S,T], pad id) of two pairs, one shorter than the other (so one is padded)."""
+    return _layout(model_type, kind, [([5, 6], q, [7], p, [8, 9]) for q, p in zip(QUERIES, PASSAGES)])
+
+
+def random_batch(model_type: str, kind: str, n_pairs: int, length: int, q_len: int, vocab: int, seed: int = 0):
+    """(ids, mask, token types | None, parts, pad id) [N, S, T] of ``n_pairs`` pairs of ``length`` tokens in all
+    (bi-encoders: both streams together) with ``q_len`` query tokens, content ids random in [5, ``vocab``); the
+    layout of :func:`batch` (prompted kinds: 8 prefix, 4 middle and 6 suffix tokens, random too)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(n):
+        return torch.randint(5, vocab, (n,), generator=g).tolist()
+
+    info = KINDS[kind]
+    if info.prompted:
+        n_pre, n_mid, n_suf = 8, 4, 6
+        p_len = length - int(info.bos) - int(info.eos) - n_pre - n_mid - n_suf - q_len
+        pairs = [(rand(n_pre), rand(q_len), rand(n_mid), rand(p_len), rand(n_suf)) for _ in range(n_pairs)]
+    elif info.streams == 2:
+        p_len = length - q_len - 4
+        qs = [rand(q_len) for _ in range(n_pairs)]
+        pairs = [([], q, [], rand(p_len), []) for q in qs]
+    else:
+        p_len = length - 2 - (2 if model_type in ("roberta", "xlm-roberta") else 1) - q_len
+        pairs = [([], rand(q_len), [], rand(p_len), []) for _ in range(n_pairs)]
+    ids, parts, pad = _layout(model_type, kind, pairs)
+    return ids, (parts != P.PAD).long(), token_types(model_type, ids), parts, pad
 
 
 def tiny(model_type: str, kind: str | None = None, seed: int = 0, dtype=torch.float64, **kw) -> Tiny:
+    """A :class:`Tiny` of ``model_type`` for ``kind``: :func:`build`'s model (``kw``: its keywords) and
+    :func:`batch`'s two pairs."""
     kind = kind or TINY_KINDS[model_type][0]
     model = build(model_type, kind, seed, dtype, **kw)
     ids, parts, pad = batch(model_type, kind)
     mask = (parts != P.PAD).long()
-    tt = torch.zeros_like(ids) if model_type in ("bert", "electra") else None
-    return Tiny(model, model.irneurons_spec, ids, mask, tt, parts, pad,
-                (YES, NO) if kind in ("t5", "causal_lm") else None)
+    return Tiny(model, model.irneurons_spec, ids, mask, token_types(model_type, ids), parts, pad, answers(kind))
 
 
 def _rms_forward(module):

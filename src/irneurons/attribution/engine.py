@@ -3,7 +3,8 @@
 Per chunk (:meth:`Engine.process_chunk`): ONE batched forward over every row (a pair at one α, one row per
 stream), ONE ``torch.autograd.grad`` of Σ F w.r.t. the recorded tensors of every layer (rows are independent,
 so ∂ΣF/∂a_row = ∂F_row/∂a_row), integrand pieces g ⊙ ȧ (node rules) or g ⊙ Δa (difference rules) per
-cut (:mod:`irneurons.units.architectures`), reduced to token parts on the device (:mod:`irneurons.attribution.accumulate`).
+cut (:mod:`irneurons.units.architectures`), reduced to token parts on the device
+(:mod:`irneurons.attribution.accumulate`).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class Engine:
     def __init__(self, model, spec: RankerSpec, quad: Quadrature, bf16: bool, fast_jvp: bool, answers=None):
         self.model = model
         self.layout = layout(model)
-        if spec.kind == "cross_encoder":
+        if spec.kind_info.head:
             spec = replace(spec, target=resolve_target(spec.target, int(model.config.num_labels)))
         self.spec = spec
         self.quad = quad
@@ -310,7 +311,8 @@ class Engine:
         return gs * (v[1:] - v[:-1])
 
     def cut_terms(self, layer: int) -> dict[str, list[tuple[tuple, tuple]]]:
-        """Per output key, the (value slot, gradient slot) terms of one layer's cuts (see :mod:`irneurons.units.architectures`)."""
+        """Per output key, the (value slot, gradient slot) terms of one layer's cuts
+        (see :mod:`irneurons.units.architectures`)."""
         memory = [("kv", m) for m in self.recorder.memory_terms(layer)]
         return {
             "ffn": [(("ffn", layer), ("ffn", layer))],

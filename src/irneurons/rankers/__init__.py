@@ -7,8 +7,10 @@ from irneurons._lazy import lazy_exports
 
 _EXPORTS = {
     "KINDS": "rankers.kinds",
+    "Kind": "rankers.kinds",
     "RankerSpec": "rankers.kinds",
     "spec_of": "rankers.kinds",
+    "ScoringOptions": "rankers.options",
     "PART_NAMES": "rankers.parts",
     "token_parts": "rankers.parts",
     "baseline_ids": "rankers.parts",
@@ -17,7 +19,6 @@ _EXPORTS = {
     "Encoded": "rankers.pairs",
     "encode_pairs": "rankers.pairs",
     "resolve_target": "rankers.relevance",
-    "relevance": "rankers.relevance",
     "load_ranker": "rankers.loading",
     "resolve_model_source": "rankers.loading",
     "score_pairs": "rankers.scoring",

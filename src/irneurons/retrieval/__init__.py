@@ -11,7 +11,6 @@ _EXPORTS = {
     "per_query_metrics": "retrieval.evaluation",
     "rerank_candidates": "retrieval.rerank",
     "FinetuneConfig": "retrieval.finetune",
-    "finetune": "retrieval.finetune",
 }
 __all__ = list(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from irneurons.errors import RankerError
+
 # Our name → (pytrec_eval measure, key in its output, depth the run is cut to before evaluation)
 MEASURES = {
     "ndcg@10": ("ndcg_cut", "ndcg_cut_10", None),
@@ -37,7 +39,8 @@ def run_dict(run: pd.DataFrame, score_col: str = "score") -> dict[str, dict[str,
 
 def _cut(run: dict, depth: int) -> dict:
     # Ties broken by doc id descending, as trec_eval does, so the cut agrees with trec_eval's own ranking.
-    return {q: dict(sorted(docs.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)[:depth]) for q, docs in run.items()}
+    return {q: dict(sorted(docs.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)[:depth])
+            for q, docs in run.items()}
 
 
 def per_query_metrics(run: dict, qrels: dict, measures=tuple(MEASURES), relevance_level: int = 1) -> pd.DataFrame:
@@ -87,15 +90,70 @@ def summarise(per_query: pd.DataFrame) -> dict:
     return {k: (float(v) if not math.isnan(v) else None) for k, v in per_query.mean().items()}
 
 
-SYSTEM_LABELS = {"first_stage": "BM25 (first stage)", "cross_encoder": "cross-encoder", "fusion": "fusion z(BM25)+z(CE)"}
+#: Row label of the re-ranking model in the baseline table, by its kind (:mod:`irneurons.rankers.kinds`).
+MODEL_LABELS = {"cross_encoder": "cross-encoder", "bi_encoder": "bi-encoder", "t5": "monoT5",
+                "causal_lm": "LLM re-ranker"}
+#: Short model names in the fusion row's label (others: the model label).
+FUSION_SHORT = {"cross_encoder": "CE"}
+#: Labels of a cross-encoder study's systems (the scored files' columns: first_stage, cross_encoder, fusion).
+SYSTEM_LABELS = {"first_stage": "BM25 (first stage)", "cross_encoder": "cross-encoder",
+                 "fusion": "fusion z(BM25)+z(CE)"}
 
 
-def baseline_table(records: list[dict], measures=tuple(MEASURES)) -> pd.DataFrame:
-    """Rows (dataset, system): mean of each measure; for nDCG@10 also Δ vs first stage and paired-test p-values."""
+def system_labels(kind: str = "cross_encoder") -> dict[str, str]:
+    """Row labels of the baseline table's systems when the re-ranker is of ``kind``.
+
+    The model's scores sit in the ``cross_encoder`` column whatever the kind; its row is labelled by the kind.
+
+    Args:
+        kind: ``cross_encoder``, ``bi_encoder``, ``t5`` or ``causal_lm``.
+
+    Returns:
+        {column: label} for ``first_stage``, ``cross_encoder`` and ``fusion``.
+
+    Examples:
+        >>> system_labels("bi_encoder")["cross_encoder"]
+        'bi-encoder'
+    """
+    if kind not in MODEL_LABELS:
+        raise RankerError(f"model kind {kind!r} is not one of {', '.join(MODEL_LABELS)}")
+    label = MODEL_LABELS[kind]
+    return {**SYSTEM_LABELS, "cross_encoder": label, "fusion": f"fusion z(BM25)+z({FUSION_SHORT.get(kind, label)})"}
+
+
+def model_kind(ref: dict) -> str:
+    """The kind of the model of a ``model.json`` record: its ``kind``, or when that is None / ``auto`` the kind
+    detected from the model's config as :func:`irneurons.rankers.loading.load_from_ref` detects it (config
+    only: no weights are loaded).
+
+    Args:
+        ref: a ``model.json`` record (:func:`irneurons.rankers.loading.read_model_ref`).
+
+    Returns:
+        ``cross_encoder``, ``bi_encoder``, ``t5`` or ``causal_lm``.
+    """
+    kind = ref.get("kind")
+    if kind not in (None, "auto"):
+        return kind
+    from pathlib import Path
+
+    from transformers import AutoConfig
+
+    from irneurons.rankers.kinds import detect_kind
+    from irneurons.rankers.loading import resolve_model_source
+
+    source = resolve_model_source(ref["source"])
+    return detect_kind(AutoConfig.from_pretrained(source), source if Path(source).is_dir() else None)
+
+
+def baseline_table(records: list[dict], measures=tuple(MEASURES), kind: str = "cross_encoder") -> pd.DataFrame:
+    """Rows (dataset, system): mean of each measure; for nDCG@10 also Δ vs first stage and paired-test p-values.
+    The model's row is labelled by its ``kind`` (:func:`system_labels`)."""
+    labels = system_labels(kind)
     rows = []
     for rec in records:
         for system, res in rec["systems"].items():
-            row = {"dataset": rec["dataset"], "system": SYSTEM_LABELS.get(system, system), "queries": rec["n_queries"]}
+            row = {"dataset": rec["dataset"], "system": labels.get(system, system), "queries": rec["n_queries"]}
             row.update({m: res["mean"][m] for m in measures})
             t = res["vs_first_stage"]["ndcg@10"]
             row.update({"Δndcg@10": t["delta"], "t_p": t["t_p"], "wilcoxon_p": t["wilcoxon_p"]})

@@ -1,8 +1,9 @@
 """Two models side by side: does a second model (e.g. the dense bi-encoder the cross-encoder was fine-tuned from)
 rely on the same neurons?
 
-For one dataset and unit type, with s_A, s_B the per-unit scores of each model (:func:`irneurons.study.selection.scores`,
-the selection score of the pruning study) and T_A, T_B their top-k sets (k = round(fraction · n)):
+For one dataset and unit type, with s_A, s_B the per-unit scores of each model
+(:func:`irneurons.study.selection.scores`, the selection score of the pruning study) and T_A, T_B their top-k sets
+(k = round(fraction · n)):
 
 - J = |T_A ∩ T_B| / |T_A ∪ T_B|, against two nulls: E[J] of uniformly random k-sets (:func:`select.chance_jaccard`)
   and R random sets with T_B's per-layer counts (layer-matched: the layer profile alone), with
@@ -17,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from irneurons.errors import DataError
+from irneurons.retrieval import evaluation as evaluate
 from irneurons.study import selection as select
 
 
@@ -60,10 +63,15 @@ def overlap_table(tables_a: dict, tables_b: dict, fractions: dict, score: dict, 
 
 
 def ndcg_table(baseline_a: pd.DataFrame, baseline_b: pd.DataFrame, name_a: str, name_b: str) -> pd.DataFrame:
-    """nDCG@10 per dataset: BM25, model A's and model B's re-ranking (rows of the two baseline tables)."""
-    def pick(table, system):
-        return table[table["system"] == system].set_index("dataset")["ndcg@10"]
+    """nDCG@10 per dataset: BM25, model A's and model B's re-ranking (rows of the two baseline tables, whose model
+    row is labelled by the model's kind: :data:`irneurons.retrieval.evaluation.MODEL_LABELS`)."""
+    def pick(table, systems):
+        rows = table[table["system"].isin(systems)]
+        if rows["dataset"].duplicated().any():
+            raise DataError(f"baseline table has several re-ranker rows per dataset ({', '.join(rows['system'])})")
+        return rows.set_index("dataset")["ndcg@10"]
 
-    out = pd.DataFrame({"BM25": pick(baseline_a, "BM25 (first stage)"),
-                        name_a: pick(baseline_a, "cross-encoder"), name_b: pick(baseline_b, "cross-encoder")})
+    models = set(evaluate.MODEL_LABELS.values())
+    out = pd.DataFrame({"BM25": pick(baseline_a, {evaluate.SYSTEM_LABELS["first_stage"]}),
+                        name_a: pick(baseline_a, models), name_b: pick(baseline_b, models)})
     return out.reset_index()

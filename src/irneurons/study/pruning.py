@@ -15,7 +15,9 @@ from collections import defaultdict
 
 import torch
 
+from irneurons.errors import InputError
 from irneurons.units import hooks as U
+from irneurons.units.unitsets import UnitSet
 
 
 class Pruning:
@@ -33,6 +35,8 @@ class Pruning:
         for layer, head in heads:
             self.heads[int(layer)].append(int(head))
         self.layout = U.layout(model)
+        UnitSet(ffn=[(l, u) for l, us in self.ffn.items() for u in us],
+                heads=[(l, h) for l, hs in self.heads.items() for h in hs]).check(self.layout)
         self._handles = []
         self._parts: torch.Tensor | None = None
 
@@ -98,40 +102,49 @@ class Pruning:
         return False
 
 
-def pruned_scores_many(model, tokenizer, queries, passages, unit_sets, *, part: int | None = None, target="auto",
-                       max_length: int = 128, batch_size: int = 64, bf16: bool = False, progress: bool = False):
+def pruned_scores_many(model, tokenizer, queries, passages, unit_sets, options=None, *, part: int | None = None,
+                       **overrides):
     """Scores of the same pairs with each of several unit sets removed in turn, sharing one model load and one
     tokenisation: the pairs are length-sorted and encoded once (:func:`irneurons.rankers.scoring.encode_batches`), then
-    every set is scored over the same batches. ``unit_sets``: [{"ffn": [(l, u)], "heads": [(l, h)]}].
-    Returns one score array per set, in input order; each equals :func:`pruned_scores` of that set."""
+    every set is scored over the same batches (kinds scored in batches, :attr:`irneurons.rankers.kinds.Kind.batched`;
+    the others are scored set by set). ``unit_sets``: [{"ffn": [(l, u)], "heads": [(l, h)]}]; ``options``: a
+    :class:`irneurons.rankers.options.ScoringOptions` (``overrides`` of its fields on top); ``part``: FFN zeroing only
+    at that part's tokens. Returns one score array [N] per set, in input order; each equals :func:`pruned_scores` of
+    that set."""
+    from dataclasses import replace
+
     from tqdm.auto import tqdm
 
-    from irneurons.rankers.scoring import encode_batches, score_batches, score_pairs
     from irneurons.rankers.kinds import spec_of
+    from irneurons.rankers.options import ScoringOptions
+    from irneurons.rankers.scoring import encode_batches, score_batches, score_pairs
 
-    if spec_of(model).kind != "cross_encoder":  # other kinds: scored set by set (no shared tokenisation)
-        out = []
-        for units in tqdm(unit_sets, desc="unit sets", unit="set", disable=not progress or len(unit_sets) < 2):
-            with Pruning(model, ffn=units.get("ffn", ()), heads=units.get("heads", ()), part=part) as pruning:
-                out.append(score_pairs(model, tokenizer, queries, passages, max_length=max_length,
-                                       batch_size=batch_size, bf16=bf16, before_forward=pruning.observe(tokenizer)))
-        return out
-    batches = encode_batches(tokenizer, queries, passages, max_length=max_length, batch_size=batch_size)
+    opts = ScoringOptions.of(options, **overrides)
+    sets = tqdm(unit_sets, desc="unit sets", unit="set", disable=not opts.progress or len(unit_sets) < 2)
     out = []
-    for units in tqdm(unit_sets, desc="unit sets", unit="set", disable=not progress or len(unit_sets) < 2):
+    if not spec_of(model).kind_info.batched:  # scored set by set (no shared tokenisation)
+        for units in sets:
+            with Pruning(model, ffn=units.get("ffn", ()), heads=units.get("heads", ()), part=part) as pruning:
+                out.append(score_pairs(model, tokenizer, queries, passages, replace(opts, progress=False),
+                                       before_forward=pruning.observe(tokenizer)))
+        return out
+    batches = encode_batches(tokenizer, queries, passages, opts)
+    per_set = replace(opts, progress=opts.progress and len(unit_sets) < 2)
+    for units in sets:
         with Pruning(model, ffn=units.get("ffn", ()), heads=units.get("heads", ()), part=part) as pruning:
-            out.append(score_batches(model, batches, len(queries), target=target, bf16=bf16,
-                                     before_forward=pruning.observe(tokenizer), progress=progress and len(unit_sets) < 2))
+            out.append(score_batches(model, batches, len(queries), per_set, before_forward=pruning.observe(tokenizer)))
     return out
 
 
 def pruned_scores(model, tokenizer, queries, passages, *, ffn=(), heads=(), part: int | None = None, **score_kwargs):
-    """:func:`irneurons.rankers.scoring.score_pairs` with ``ffn`` neurons / ``heads`` zeroed (FFN only at ``part``'s tokens
-    if given). Same batching as unpruned scoring; with nothing to prune the scores are bit-identical."""
+    """:func:`irneurons.rankers.scoring.score_pairs` with ``ffn`` neurons / ``heads`` zeroed (FFN only at ``part``'s
+    tokens if given); ``score_kwargs``: ``options=`` a :class:`irneurons.rankers.options.ScoringOptions` and / or
+    overrides of its fields. Same batching as unpruned scoring; with nothing to prune the scores are bit-identical."""
     from irneurons.rankers.scoring import score_pairs
 
     with Pruning(model, ffn=ffn, heads=heads, part=part) as pruning:
-        return score_pairs(model, tokenizer, queries, passages, before_forward=pruning.observe(tokenizer), **score_kwargs)
+        return score_pairs(model, tokenizer, queries, passages, before_forward=pruning.observe(tokenizer),
+                           **score_kwargs)
 
 
 @contextlib.contextmanager
@@ -146,20 +159,17 @@ def pruned(model, units, *, part: int | str | None = None, index: int = 0):
 
         with pruned(model, "results/default/sets/ffn/cranfield/nig_top/0.01.json"):
             scores = score_pairs(model, tokenizer, queries, passages)
+
+    A unit the model does not have (layer beyond its depth, index beyond its FFN width or head count) or a
+    malformed set raises a one-line :class:`irneurons.errors.UnitError` before any hook is placed.
     """
     from irneurons.rankers.parts import PART_NAMES
-    from irneurons.units.unitsets import UnitSet
 
     chosen = UnitSet.parse(units, index)
     if isinstance(part, str):
         if part not in PART_NAMES:
-            raise ValueError(f"part {part!r} is not one of {PART_NAMES}")
+            raise InputError(f"part {part!r} is not one of {', '.join(PART_NAMES)}")
         part = PART_NAMES.index(part)
-    lay = U.layout(model)
-    for kind, members, width in (("ffn", chosen.ffn, lay.d_ff), ("head", chosen.heads, lay.n_heads)):
-        for layer, unit in members:
-            if not (0 <= layer < lay.n_layers and 0 <= unit < width):
-                raise ValueError(f"unit set {chosen.source or ''} names {kind}:{layer}:{unit}; the model has "
-                                 f"{lay.n_layers} layers of {width} {kind} units")
+    chosen.check(model)  # a one-line UnitError naming the unit the model does not have
     with Pruning(model, ffn=chosen.ffn, heads=chosen.heads, part=part) as pruning:
         yield pruning

@@ -11,6 +11,8 @@ never saw d.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -212,29 +214,69 @@ def _scale_only(s: pd.Series) -> pd.Series:
     return s / (sd if sd > 0 else 1.0)
 
 
-def select_units(
-    tables: dict[str, pd.DataFrame],
-    roles: dict[str, str],
-    scheme: str,
-    strategy: str,
-    unit_type: str,
-    fraction: float,
-    *,
-    cls: str = "relevant",
-    part: str = "total",
-    signed: bool = True,
-    normalise_by: str = "zscore",
-    standardise: bool = False,
-    seed: int = 0,
-    n_sets: int = 1,
-) -> dict:
+@dataclass(frozen=True)
+class ScoreOptions:
+    """How units are scored before a selection (the config's ``pruning.score``).
+
+    Args:
+        cls: class whose mean NIG scores (``relevant`` | ``non_relevant`` | ``all`` | ``contrast``).
+        part: token part (a part name or ``total``).
+        signed: the signed mean (False: |mean|).
+        normalise_by: per-dataset normalisation before fusing (:data:`NORMALISATIONS`).
+        standardise: the ``contrast`` score as a Welch statistic.
+
+    Examples:
+        >>> ScoreOptions.from_config({"class": "relevant", "normalise": "rank"}).normalise_by
+        'rank'
+    """
+
+    cls: str = "relevant"
+    part: str = "total"
+    signed: bool = True
+    normalise_by: str = "zscore"
+    standardise: bool = False
+
+    @classmethod
+    def from_config(cls, score: dict | None) -> ScoreOptions:
+        """``pruning.score`` (keys class, part, signed, normalise, standardise; missing ones default)."""
+        return cls(**score_options(score))
+
+
+@dataclass(frozen=True)
+class SelectionSpec:
+    """Which unit set(s) to select (see :func:`select_units`).
+
+    Args:
+        scheme: a resolved scheme (:func:`parse_scheme`: a dataset, ``fusion-<group>``, ``loo-<d>``, ``ood``...).
+        strategy: :data:`STRATEGIES`.
+        unit_type: ``ffn`` | ``head``.
+        fraction: k = round(fraction · n) units (≥ 1).
+        score: :class:`ScoreOptions`.
+        seed: seed of the random strategies.
+        n_sets: sets drawn by a random strategy.
+
+    Examples:
+        >>> SelectionSpec("cranfield", "nig_top", "ffn", 0.01).score.cls
+        'relevant'
+    """
+
+    scheme: str
+    strategy: str
+    unit_type: str
+    fraction: float
+    score: ScoreOptions = ScoreOptions()
+    seed: int = 0
+    n_sets: int = 1
+
+
+def select_units(tables: dict[str, pd.DataFrame], roles: dict[str, str], spec: SelectionSpec) -> dict:
     """The unit set(s) a pruning strategy removes, with k, the scheme's members and per-member overlaps.
 
-    n = number of units of ``unit_type``; k = round(fraction · n) (≥ 1). Scores: :func:`scores` with
-    (``cls``, ``part``, ``signed``), fused over members after per-dataset :func:`normalise` (``normalise_by``).
-    The scheme's *NIG set*: single / fusion / loo → top-k of the fused score; intersection → units in every
-    member's top-k (≤ k); ood → top-k of the OOD datasets' fusion minus the top-k of the in-domain fusion (≤ k).
-    Every strategy removes exactly c = |NIG set| units:
+    n = number of units of ``spec.unit_type``; k = round(fraction · n) (≥ 1). Scores: :func:`scores` with
+    (``cls``, ``part``, ``signed``) of ``spec.score``, fused over members after per-dataset :func:`normalise`
+    (``normalise_by``). The scheme's *NIG set*: single / fusion / loo → top-k of the fused score; intersection →
+    units in every member's top-k (≤ k); ood → top-k of the OOD datasets' fusion minus the top-k of the in-domain
+    fusion (≤ k). Every strategy removes exactly c = |NIG set| units:
 
     - ``nig_top``: the NIG set;  ``contrast_top``: top-c of the fused relevance contrast (:func:`scores`
       with class ``contrast``; ``standardise`` → Welch statistic);
@@ -246,7 +288,26 @@ def select_units(
     - ``random_layer_matched``: ``n_sets`` sets uniform within each layer with the NIG set's per-layer counts.
 
     For ``ood`` the base score of the other strategies is the fusion of the OOD datasets.
+
+    Args:
+        tables: dataset → its neurons long table (columns unit_type, layer, unit, part, class, mean, std, n,
+            absact_mean).
+        roles: dataset → ``in_domain`` | ``ood``.
+        spec: :class:`SelectionSpec`.
+
+    Returns:
+        JSON-ready dict: scheme, kind, members, strategy, unit_type, fraction, n_units, k, count, n_sets, score,
+        sets (``n_sets`` lists of [layer, unit]); ``units`` (the one set) when there is one; ``from_member_top_k``
+        for several members.
+
+    Examples:
+        >>> select_units(tables, roles, SelectionSpec("fusion-all", "nig_top", "ffn", 0.01))["k"]  # doctest: +SKIP
+        92
     """
+    scheme, strategy, unit_type, fraction = spec.scheme, spec.strategy, spec.unit_type, spec.fraction
+    cls, part, signed = spec.score.cls, spec.score.part, spec.score.signed
+    normalise_by, standardise = spec.score.normalise_by, spec.score.standardise
+    seed, n_sets = spec.seed, spec.n_sets
     kind, members = parse_scheme(scheme, roles)
     parse_strategy(strategy)
     opts = dict(part=part, signed=signed, standardise=standardise)
@@ -312,24 +373,33 @@ def layer_counts(units, layers: int) -> list[int]:
 
 
 def score_options(score: dict | None) -> dict:
-    """``pruning.score`` config → keyword arguments of :func:`select_units` (class, part, sign, fusion
-    normalisation, contrast standardisation)."""
+    """``pruning.score`` config → the fields of :class:`ScoreOptions` as a dict (cls, part, signed, normalise_by,
+    standardise)."""
     score = score or {}
     return {"cls": score.get("class", "relevant"), "part": score.get("part", "total"),
             "signed": score.get("signed", True), "normalise_by": score.get("normalise", "zscore"),
             "standardise": score.get("standardise", False)}
 
 
-def write_selection(path, table_paths: dict, roles: dict, scheme: str, strategy: str, unit_type: str,
-                    fraction: float, *, score: dict, seed: int, n_sets: int = 1, provenance: dict | None = None) -> dict:
-    """Read the members' neuron tables, :func:`select_units`, write the set(s) (with per-layer counts) as JSON."""
+def write_selection(path, table_paths: dict, roles: dict, spec: SelectionSpec, provenance: dict | None = None) -> dict:
+    """Read the members' neuron tables, :func:`select_units`, write the set(s) (with per-layer counts) as JSON.
+
+    Args:
+        path: the JSON file written.
+        table_paths: member dataset → its neurons table (parquet).
+        roles: dataset → role.
+        spec: :class:`SelectionSpec`.
+        provenance: stored under ``provenance``.
+
+    Returns:
+        The selection dict written (:func:`select_units` plus ``per_layer`` counts and ``provenance``).
+    """
     import json
 
     columns = ["unit_type", "layer", "unit", "part", "class", "mean", "std", "n", "absact_mean"]
     tables = {d: pd.read_parquet(p, columns=columns) for d, p in table_paths.items()}
-    sel = select_units(tables, roles, scheme, strategy, unit_type, fraction, seed=seed, n_sets=n_sets,
-                       **score_options(score))
-    layers = n_layers(next(iter(tables.values())), unit_type)
+    sel = select_units(tables, roles, spec)
+    layers = n_layers(next(iter(tables.values())), spec.unit_type)
     sel["per_layer"] = [layer_counts(s, layers) for s in sel["sets"]]
     sel["provenance"] = provenance or {}
     with open(path, "w") as fh:
@@ -342,10 +412,10 @@ def ood_table(tables: dict, roles: dict, fractions: dict, score: dict) -> pd.Dat
     per-layer counts, per unit type and fraction. Empty when there is no in-domain/OOD pair of groups."""
     if not ({"in_domain", "ood"} <= set(roles.values())):
         return pd.DataFrame(columns=["unit_type", "fraction", "k", "ood_units"])
-    rows = []
+    rows, opts = [], ScoreOptions.from_config(score)
     for unit_type, fracs in fractions.items():
         for f in fracs:
-            sel = select_units(tables, roles, "ood", "nig_top", unit_type, f, **score_options(score))
+            sel = select_units(tables, roles, SelectionSpec("ood", "nig_top", unit_type, f, opts))
             counts = layer_counts(sel["units"], n_layers(tables[next(iter(tables))], unit_type))
             rows.append({"unit_type": unit_type, "fraction": f, "k": sel["k"], "ood_units": sel["count"],
                          "share_of_k": sel["count"] / sel["k"], **{f"layer_{i}": c for i, c in enumerate(counts)}})

@@ -38,12 +38,25 @@ def stamp(cfg, seed: int | None = None, **extra) -> dict:
 
 
 def setup_logging(log_path: str | None) -> None:
-    """Send stderr (tqdm bars, warnings, tracebacks) and the logging module to the rule's log file."""
+    """Send stderr (tqdm bars, warnings, tracebacks) and the logging module to the rule's log file; an
+    :class:`irneurons.errors.IrneuronsError` that ends the job also goes, as one line, to the job's own stderr
+    (snakemake's error output)."""
     if log_path:
         sys.stderr = open(log_path, "w", buffering=1)
+        sys.excepthook = _report_to_job_stderr
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
+
+
+def _report_to_job_stderr(kind, err, tb) -> None:
+    """Excepthook of a job script: the traceback to the log; an irneurons error's one line also to the job's stderr."""
+    from irneurons.errors import IrneuronsError
+
+    sys.__excepthook__(kind, err, tb)
+    if isinstance(err, IrneuronsError) and sys.__stderr__ is not None:
+        print(f"irneurons: error: {str(err).strip().splitlines()[0] if str(err).strip() else kind.__name__}",
+              file=sys.__stderr__)
 
 
 def _code_only(source: str) -> str:
