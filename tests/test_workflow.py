@@ -321,7 +321,7 @@ def test_ci_config_end_to_end(tmp_path):
     assert "ERROR/" not in proc.stdout + proc.stderr and "Undefined substitution" not in proc.stdout + proc.stderr
     # a finished run has nothing left to do, and an edit of docstrings and comments only reruns nothing
     assert "Nothing to be done" in run("-n").stdout
-    engine = wf / "src" / "irneurons" / "engine.py"
+    engine = wf / "src" / "irneurons" / "attribution" / "engine.py"
     engine.write_text(engine.read_text().replace('"""', '"""An edited docstring. ', 1) + "\n# an edited comment\n")
     assert "Nothing to be done" in run("-n").stdout
     # the README's irneurons commands for a finished study, verbatim, on this one as results/default
@@ -338,7 +338,7 @@ def test_ci_config_end_to_end(tmp_path):
     cfg.setdefault("figures", {})["dpi"] = 120
     companion_plots = {f"companion_{r}" for r in PLOT_RULES - {"plot_tokens"}}  # no token view for bi-encoders
     assert planned_rules(run("-n", "--quiet", "rules", config=cfg)) == PLOT_RULES | companion_plots | {"compare_models", "all"}
-    with open(wf / "src" / "irneurons" / "plots.py", "a") as fh:
+    with open(wf / "src" / "irneurons" / "figures" / "plots.py", "a") as fh:
         fh.write("\nEDITED = True  # an edit of the plotting code (comments alone change no version)\n")
     assert planned_rules(run("-n", "--quiet", "rules")) == PLOT_RULES | companion_plots | {"all"}
 

@@ -228,7 +228,9 @@ def check_finetune(config: dict) -> None:
     if "in_domain" not in roles(config).values():
         raise ConfigError("model.finetune is true but no dataset has role in_domain")
     kind = model.get("kind") or "auto"
-    if kind not in ("auto", "cross_encoder"):
+    from irneurons.rankers.kinds import KINDS
+
+    if kind != "auto" and not (kind in KINDS and KINDS[kind].head):
         raise ConfigError(f"model.finetune fine-tunes cross-encoders; model.kind is {kind}")
 
 
