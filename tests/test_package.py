@@ -134,7 +134,10 @@ def test_what_the_snakefile_imports_at_parse_time_is_torch_free():
     smk = "\n".join(p.read_text() for p in (REPO / "rules").glob("*.smk"))
     names = sorted(set(re.findall(r"^\s*from (irneurons[\w.]*) import", smk, re.M)))
     assert "irneurons.workflow.provenance" in names
-    code = "import sys\n" + "".join(f"import {n}\n" for n in names) + "print('torch' in sys.modules)"
+    # the rules' code versions are computed at parse time too: they read sources, never import them
+    versions = ("from irneurons.workflow.provenance import script_code_version\n"
+                f"for s in {sorted(str(p) for p in (REPO / 'scripts').glob('*.py'))!r}: script_code_version(s)\n")
+    code = "import sys\n" + "".join(f"import {n}\n" for n in names) + versions + "print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False", names
 

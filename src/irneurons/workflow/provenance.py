@@ -10,6 +10,7 @@ import logging
 import os
 import platform
 import sys
+from pathlib import Path
 from importlib import metadata
 
 PACKAGES = ("irneurons", "torch", "transformers", "captum", "ir_datasets", "bm25s", "pytrec-eval-terrier", "numpy", "pandas")
@@ -74,11 +75,15 @@ def _code_only(source: str) -> str:
 @functools.lru_cache(maxsize=None)
 def _module_code(origin: str, mtime_ns: int, size: int, name: str, is_package: bool) -> tuple[str, frozenset]:
     """(code without comments / docstrings, package modules imported) of one source file, parsed once per
-    process and version of the file: every rule of a Snakefile parse asks for overlapping module closures."""
+    process and version of the file: every rule of a Snakefile parse asks for overlapping module closures.
+    A package ``__init__`` also counts the modules of its lazy re-exports (:func:`_lazy_exports`)."""
     with open(origin, encoding="utf-8") as fh:
         source = fh.read()
     tree = ast.parse(source)
-    return _code_only(source), frozenset(_package_imports(tree, name, is_package))
+    imports = _package_imports(tree, name, is_package)
+    if is_package:
+        imports |= set(_lazy_exports(tree).values())
+    return _code_only(source), frozenset(imports)
 
 
 def _lazy_exports(tree: ast.AST) -> dict[str, str]:
@@ -89,13 +94,30 @@ def _lazy_exports(tree: ast.AST) -> dict[str, str]:
     return {}
 
 
-def _is_module(name: str) -> bool:
+def _package_root() -> Path:
+    """The folder of the ``irneurons`` package that ``import irneurons`` finds (no submodule is imported)."""
     from importlib.util import find_spec
 
-    try:
-        return find_spec(f"irneurons.{name}" if name else "irneurons") is not None
-    except ModuleNotFoundError:
-        return False
+    return Path(find_spec("irneurons").submodule_search_locations[0])
+
+
+def _source(name: str) -> tuple[Path, bool] | None:
+    """(source file, is a package) of module ``name`` below ``irneurons`` (``"__init__"``: the package itself),
+    found on disk: resolving it with importlib would import its parent packages, and torch with them, at every
+    Snakefile parse."""
+    root = _package_root()
+    if name in ("", "__init__"):
+        return root / "__init__.py", True
+    path = root.joinpath(*name.split("."))
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py", True
+    if path.with_suffix(".py").is_file():
+        return path.with_suffix(".py"), False
+    return None
+
+
+def _is_module(name: str) -> bool:
+    return _source(name) is not None
 
 
 def _package_imports(tree: ast.AST, name: str, is_package: bool) -> set[str]:
@@ -132,32 +154,28 @@ def code_version(*modules: str) -> str:
     param: Snakemake reruns a job when its params change, so a code edit reruns exactly the rules whose modules
     it reaches (and what depends on their outputs), never the others.
     """
-    import pkgutil
-    from importlib.util import find_spec
-
     digest = hashlib.sha256()
     todo, code = [], {}
     for name in modules:
-        spec = find_spec(f"irneurons.{name}") if _is_module(name) else None
-        if spec is None or spec.origin is None:
+        found = _source(name) if name != "__init__" else _source("")
+        if found is None:
             raise ValueError(f"no module irneurons.{name}")
         todo.append(name)
-        if spec.submodule_search_locations:  # a subpackage: all of its modules
-            todo += [f"{name}.{m.name}" for m in pkgutil.walk_packages(spec.submodule_search_locations)]
+        if found[1] and name != "__init__":  # a subpackage: all of its modules
+            folder = found[0].parent
+            todo += [".".join((name, *p.relative_to(folder).with_suffix("").parts)).removesuffix(".__init__")
+                     for p in folder.rglob("*.py")]
     while todo:
         name = todo.pop()
         if name in code:
             continue
-        full = "irneurons" if name == "__init__" else f"irneurons.{name}"
-        spec = find_spec(full)
-        if spec is None or spec.origin is None:
+        found = _source(name)
+        if found is None:
             continue
-        stat = os.stat(spec.origin)
-        is_package = bool(spec.submodule_search_locations)
-        code[name], imports = _module_code(spec.origin, stat.st_mtime_ns, stat.st_size, "" if name == "__init__" else name, is_package)
-        if is_package:
-            with open(spec.origin, encoding="utf-8") as fh:
-                imports = imports | set(_lazy_exports(ast.parse(fh.read())).values())
+        origin, is_package = found
+        stat = os.stat(origin)
+        code[name], imports = _module_code(str(origin), stat.st_mtime_ns, stat.st_size,
+                                           "" if name == "__init__" else name, is_package)
         todo.extend(imports - code.keys())
     for name in sorted(code):
         digest.update(name.encode() + b"\0" + code[name].encode())
