@@ -1,14 +1,57 @@
 # Model: optional fine-tune of the cross-encoder, baseline re-ranking (BM25 vs cross-encoder vs fusion), metrics.
 
 
+TRAINING_INPUTS = dict(
+    queries=expand(rules.dataset.output.queries, dataset=IN_DOMAIN),
+    qrels=expand(rules.dataset.output.qrels, dataset=IN_DOMAIN),
+    candidates=expand(rules.candidates.output.candidates, dataset=IN_DOMAIN),
+    docs=expand(rules.candidates.output.docs, dataset=IN_DOMAIN),
+)
+DISTILL = config["model"]["finetune"] and config["finetune"].get("loss", "contrastive") != "contrastive"
+RELEVANT_MIN_GRADE = {
+    d: irdata.DatasetSpec.from_config(d, config["datasets"][d]).relevant_min_grade
+    for d in IN_DOMAIN
+}
+
+
+if DISTILL:
+
+    rule teacher_scores:
+        input:
+            **TRAINING_INPUTS,
+        output:
+            scores=f"{RESULTS}/model/teacher_scores.parquet",
+        log:
+            f"{RESULTS}/logs/teacher_scores.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/teacher_scores.tsv"
+        conda:
+            "../envs/torch.yaml"
+        threads: all_cores()
+        resources:
+            mem_mb=6000,
+            runtime=30,
+            gpu=1,
+        params:
+            code=script_code("teacher_scores.py"),
+            model=config["model"],
+            finetune=config["finetune"],
+            relevant_min_grade=RELEVANT_MIN_GRADE,
+            seed=SEED,
+        script:
+            "../scripts/teacher_scores.py"
+
+
 if config["model"]["finetune"]:
 
     rule finetune:
         input:
-            queries=expand(rules.dataset.output.queries, dataset=IN_DOMAIN),
-            qrels=expand(rules.dataset.output.qrels, dataset=IN_DOMAIN),
-            candidates=expand(rules.candidates.output.candidates, dataset=IN_DOMAIN),
-            docs=expand(rules.candidates.output.docs, dataset=IN_DOMAIN),
+            **TRAINING_INPUTS,
+            **(
+                {"teacher": f"{RESULTS}/model/teacher_scores.parquet"}
+                if DISTILL
+                else {}
+            ),
         output:
             model=directory(f"{RESULTS}/model/hf"),
             ref=f"{RESULTS}/model/model.json",
@@ -28,12 +71,7 @@ if config["model"]["finetune"]:
             code=script_code("finetune.py"),
             model=config["model"],
             finetune=config["finetune"],
-            relevant_min_grade={
-                d: irdata.DatasetSpec.from_config(
-                    d, config["datasets"][d]
-                ).relevant_min_grade
-                for d in IN_DOMAIN
-            },
+            relevant_min_grade=RELEVANT_MIN_GRADE,
             seed=SEED,
         script:
             "../scripts/finetune.py"

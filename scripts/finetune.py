@@ -1,9 +1,5 @@
 """Fine-tune the configured encoder into a cross-encoder on the in-domain training queries; save an HF folder."""
 
-from pathlib import Path
-
-import pandas as pd
-
 from irneurons.rankers import encoding
 from irneurons.retrieval import finetune
 from irneurons.rankers import loading as model
@@ -15,17 +11,14 @@ mcfg, fcfg = snakemake.params.model, dict(snakemake.params.finetune)
 fcfg.setdefault("seed", snakemake.params.seed)
 cfg = finetune.FinetuneConfig.from_dict({**fcfg, "max_length": mcfg["max_length"],
                                         "max_query_share": mcfg.get("max_query_share", encoding.DEFAULT_QUERY_SHARE)})
-tables = [
-    {"name": Path(q).parent.name, "queries": pd.read_parquet(q), "qrels": pd.read_parquet(r),
-     "candidates": pd.read_parquet(c), "docs": pd.read_parquet(d),
-     "relevant_min_grade": snakemake.params.relevant_min_grade[Path(q).parent.name]}
-    for q, r, c, d in zip(snakemake.input.queries, snakemake.input.qrels, snakemake.input.candidates, snakemake.input.docs)
-]
-queries, docs, positives, pools = finetune.training_data(tables, cfg.group_size, cfg.pseudo_queries, cfg.seed)
+tables = finetune.training_tables(snakemake.input.queries, snakemake.input.qrels, snakemake.input.candidates,
+                                  snakemake.input.docs, snakemake.params.relevant_min_grade)
+data = finetune.training_data(tables, cfg.group_size, cfg.pseudo_queries, cfg.seed)
 device = job_device(snakemake)
 net, tokenizer = model.load_cross_encoder(mcfg["source"], mcfg.get("num_labels"), device, seed=cfg.seed,
                                           max_query_share=cfg.max_query_share)
-info = finetune.finetune(net, tokenizer, queries, docs, positives, pools, cfg)
+teacher = finetune.load_teacher_scores(snakemake.input.teacher) if "teacher" in snakemake.input.keys() else None
+info = finetune.finetune(net, tokenizer, data, cfg, teacher=teacher)
 net.save_pretrained(snakemake.output.model)
 tokenizer.save_pretrained(snakemake.output.model)
 prov = stamp(snakemake.config, cfg.seed, base_model=mcfg["source"], device=device, numerics=info["numerics"])

@@ -76,7 +76,7 @@ def test_finetune_is_seeded(tiny):
     def run():
         net = testing.build("bert", "cross_encoder", 1, torch.float32, init=None, layers=1, hidden=32, heads=2,
                             d_ff=32, vocab_size=tok.vocab_size, max_positions=512)
-        info = finetune.finetune(net, tok, queries, docs, pos, pools, cfg, progress=False)
+        info = finetune.finetune(net, tok, finetune.TrainingData(queries, docs, pos, pools), cfg, progress=False)
         return info["losses"], net.classifier.weight.detach().clone()
 
     (l1, w1), (l2, w2) = run(), run()
@@ -234,8 +234,8 @@ def test_every_path_uses_the_tokenizers_query_share(tiny, tmp_path):
     queries = {"1": LONG_QUERY, "2": "wing flutter"}
     docs = {d: f"document {d} about heat and wings" for d in "abcdefgh"}
     cfg = finetune.FinetuneConfig(steps=2, groups_per_step=2, group_size=4, warmup_steps=1, bf16=False, max_length=24)
-    info = finetune.finetune(small, tok, queries, docs, [("1", "a"), ("2", "b")],
-                             {"1": list("cdefg"), "2": list("cdefh")}, cfg, progress=False)
+    data = finetune.TrainingData(queries, docs, [("1", "a"), ("2", "b")], {"1": list("cdefg"), "2": list("cdefh")})
+    info = finetune.finetune(small, tok, data, cfg, progress=False)
     assert info["truncated_queries"] == 1 and info["truncation"]["query_budget"] == 12
     # model.json records the share; load_from_ref attaches it to the tokenizer
     model.write_model_ref(tmp_path / "model.json", model.PYPI_MINILM, {"num_labels": 1, "max_query_share": 0.3})
@@ -284,3 +284,53 @@ def test_hub_model_that_cannot_be_had_fails_naming_the_id(tmp_path, monkeypatch)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ModelError, match="the hub cannot be reached \\(HF_HUB_OFFLINE is set"):
         model.check_hub_model("org/name")
+
+
+def test_group_losses_state_their_math():
+    torch.manual_seed(0)
+    scores, teacher = torch.randn(3, 5), torch.randn(3, 5) * 0.1
+    cfg = lambda loss, **kw: finetune.FinetuneConfig(loss=loss, temperature=0.05, **kw)
+    ce = finetune.group_loss(scores, cfg("contrastive"))
+    assert float(ce) == pytest.approx(float((torch.logsumexp(scores, -1) - scores[:, 0]).mean()), rel=1e-6)
+    p_t = torch.softmax(teacher / 0.05, -1)
+    kl = (p_t * (p_t.log() - torch.log_softmax(scores, -1))).sum(-1).mean()
+    assert float(finetune.group_loss(scores, cfg("distill"), teacher)) == pytest.approx(float(kl), rel=1e-5)
+    both = finetune.group_loss(scores, cfg("distill_positives", positive_weight=0.5), teacher)
+    assert float(both) == pytest.approx(float(kl + 0.5 * ce), rel=1e-5)
+    # a student that scores exactly teacher / τ has nothing left to learn
+    assert float(finetune.group_loss(teacher / 0.05, cfg("distill"), teacher)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_distillation_pulls_the_student_towards_the_teachers_order(tiny):
+    """Distilling a teacher that prefers the *last* negative of every group: the student's KL to the teacher falls
+    and it learns to put that document first, which the contrastive loss (positive first) would never teach."""
+    _, tok = tiny
+    from irneurons import testing
+
+    queries = {"1": "heat transfer", "2": "wing flutter"}
+    docs = {d: f"document {d} " + " ".join([d] * 5) for d in "abcdefgh"}
+    pos, pools = [("1", "a"), ("2", "b")], {"1": list("cdeh"), "2": list("cdeh")}
+    teacher = {p: (1.0 if p[1] == "h" else 0.0) for p in finetune.teacher_pairs(pos, pools)}
+    cfg = finetune.FinetuneConfig(steps=60, groups_per_step=2, group_size=5, warmup_steps=1, bf16=False,
+                                  max_length=32, loss="distill", temperature=0.1, lr_encoder=3e-3, lr_head=3e-2)
+    net = testing.build("bert", "cross_encoder", 1, torch.float32, init=None, layers=1, hidden=32, heads=2,
+                        d_ff=32, vocab_size=tok.vocab_size, max_positions=512)
+    with pytest.raises(ValueError, match="needs teacher scores"):
+        finetune.finetune(net, tok, finetune.TrainingData(queries, docs, pos, pools), cfg, progress=False)
+    info = finetune.finetune(net, tok, finetune.TrainingData(queries, docs, pos, pools), cfg, progress=False, teacher=teacher)
+    assert np.mean(info["losses"][-5:]) < 0.5 * np.mean(info["losses"][:5])
+    s = scoring.score_pairs(net, tok, ["heat transfer"] * 5, [docs[d] for d in "acdeh"], max_length=32)
+    assert int(np.argmax(s)) == 4  # "h", the teacher's favourite, not the judged positive "a"
+
+
+def test_teacher_scores_are_the_teachers_pair_scores(tiny):
+    from irneurons import testing
+
+    tok = tiny[1]
+    net = testing.build("bert", "bi_encoder", dtype=torch.float32, vocab_size=tok.vocab_size)
+    queries, docs = {"q": "heat transfer"}, {"a": "heat in wings", "b": "flutter"}
+    pairs = finetune.teacher_pairs([("q", "a")], {"q": ["b"]})
+    assert pairs == [("q", "a"), ("q", "b")]
+    got = finetune.teacher_scores(net, tok, queries, docs, pairs)
+    want = scoring.score_pairs(net, tok, ["heat transfer"] * 2, ["heat in wings", "flutter"])
+    assert [got[p] for p in pairs] == pytest.approx(list(want), abs=1e-6)

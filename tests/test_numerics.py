@@ -102,7 +102,7 @@ def test_finetune_resolves_auto_and_records_it(no_bf16_cpu):
     pos, pools = [("1", "a"), ("2", "b")], {"1": list("cdefg"), "2": list("cdefh")}
     cfg = finetune.FinetuneConfig(steps=2, groups_per_step=2, group_size=4, warmup_steps=1, max_length=32)
     assert cfg.bf16 == "auto"
-    info = finetune.finetune(net, tok, queries, docs, pos, pools, cfg, progress=False)
+    info = finetune.finetune(net, tok, finetune.TrainingData(queries, docs, pos, pools), cfg, progress=False)
     assert info["bf16"] is False and info["numerics"]["bf16_setting"] == "auto"
     assert info["config"]["bf16"] == "auto"
 

@@ -55,6 +55,17 @@ def test_ready_cross_encoder_skips_finetuning(tmp_path):
     assert "rule model_reference:" in out and "rule finetune:" not in out
 
 
+def test_distillation_scores_the_training_pairs_with_the_teacher_first(tmp_path):
+    cfg = ci_config()
+    cfg["finetune"] = {**cfg["finetune"], "loss": "distill_positives"}
+    out = snakemake(tmp_path, "-n", config=cfg).stdout
+    assert "rule teacher_scores:" in out
+    finetune = out[out.index("rule finetune:"):].split("\n\n", 1)[0]
+    assert "model/teacher_scores.parquet" in finetune  # the fine-tune job reads the teacher's scores
+    plain = snakemake(tmp_path, "-n", config=ci_config()).stdout
+    assert "rule teacher_scores:" not in plain  # the contrastive default needs no teacher
+
+
 def _bad(cfg, tmp_path):
     proc = snakemake(tmp_path, "-n", config=cfg, check=False)
     assert proc.returncode != 0

@@ -1,10 +1,14 @@
-"""Fine-tune an encoder into a 1-logit cross-encoder with a localized contrastive loss over BM25 negatives.
+"""Fine-tune an encoder into a 1-logit cross-encoder over groups of one positive and G−1 BM25 negatives.
 
-Recipe (../shared/notes/finetune-recipe.md, v2): for each positive (query, relevant doc) draw G−1 negatives
-uniformly without replacement from the query's first-stage candidates that have no qrels row; the loss of a
-group is softmax cross-entropy with the positive as the target class,
+Groups (../shared/notes/finetune-recipe.md, v2): for each positive (query, relevant doc) draw G−1 negatives
+uniformly without replacement from the query's first-stage candidates that have no qrels row. ``loss`` picks
+what the group's scores F learn:
 
-    L = −log( exp F(q, d⁺) / Σ_{d ∈ group} exp F(q, d) ).
+* ``contrastive``: softmax cross-entropy with the positive as the target class,
+  L_CE = −log( exp F(q, d⁺) / Σ_{d ∈ group} exp F(q, d) ).
+* ``distill``: listwise distillation from a teacher's scores s_t (the zero-shot bi-encoder's cosines,
+  :func:`teacher_pairs`), L_KL = Σ_d p_t(d) (log p_t(d) − log softmax(F)(d)) with p_t = softmax(s_t / τ).
+* ``distill_positives``: L_KL + w · L_CE (the judged or self-supervised positive kept as a hard label).
 
 AdamW (weight decay 0.01, gradient-norm clip 1.0) with a high learning rate on the fresh head (classifier and
 pooler) and a low one on the encoder; linear warm-up then linear decay to 0 at ``steps``. The number of steps is
@@ -19,6 +23,7 @@ import math
 import random
 import time
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -41,10 +46,24 @@ class FinetuneConfig:
     seed: int = 0
     max_seconds: float | None = None  # safety cap; hitting it is logged (the run is then not step-exact)
     pseudo_queries: int = 0  # title → body pairs added per in-domain corpus (0 = off)
+    loss: str = "contrastive"  # contrastive | distill | distill_positives (module docstring)
+    temperature: float = 0.05  # τ of the teacher's softmax (cosines / τ; sentence-transformers' scale 20)
+    positive_weight: float = 1.0  # w of the hard-label term in distill_positives
+
+    LOSSES = ("contrastive", "distill", "distill_positives")
 
     @classmethod
     def from_dict(cls, d: dict) -> "FinetuneConfig":
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+class TrainingData(NamedTuple):
+    """What :func:`finetune` trains on: texts by id, the positives [(qid, doc_id)] and each query's negative pool."""
+
+    queries: dict[str, str]
+    docs: dict[str, str]
+    positives: list[tuple[str, str]]
+    pools: dict[str, list[str]]
 
 
 def training_groups(
@@ -77,14 +96,15 @@ def linear_schedule(step: int, warmup: int, total: int) -> float:
 def finetune(
     model,
     tokenizer,
-    queries: dict[str, str],
-    docs: dict[str, str],
-    positives: list[tuple[str, str]],
-    pools: dict[str, list[str]],
+    data: TrainingData,
     cfg: FinetuneConfig,
+    *,
     progress: bool = True,
+    teacher: dict[tuple[str, str], float] | None = None,
 ) -> dict:
-    """Train ``model`` in place; returns a log dict (losses per step, steps done, seconds, config).
+    """Train ``model`` in place on ``data`` (:func:`training_data`); returns a log dict (losses per step, steps
+    done, seconds, config). ``teacher``: {(qid, doc_id): score} of every pair a group can hold
+    (:func:`teacher_scores`), needed by the distill losses.
 
     ``cfg.bf16`` may be ``"auto"``: it is resolved for the model's device (:func:`irneurons.numerics.numerics_record`,
     logged once); the log dict records the resolved value (``bf16``) and the whole record (``numerics``).
@@ -97,6 +117,11 @@ def finetune(
     from irneurons.rankers.encoding import encode, truncation_message, truncation_record
     from irneurons.numerics import numerics_record
 
+    queries, docs, positives, pools = data
+    if cfg.loss not in FinetuneConfig.LOSSES:
+        raise ValueError(f"finetune.loss {cfg.loss!r} is not one of {', '.join(FinetuneConfig.LOSSES)}")
+    if cfg.loss != "contrastive" and teacher is None:
+        raise ValueError(f"finetune.loss {cfg.loss!r} needs teacher scores (finetune.teacher)")
     if not positives:
         raise ValueError("no training positives: the train split has no judged relevant documents with enough negatives")
     torch.manual_seed(cfg.seed)
@@ -123,7 +148,7 @@ def finetune(
         if cfg.max_seconds is not None and time.perf_counter() - start > cfg.max_seconds:
             log.warning("fine-tuning stopped by max_seconds=%s after %d of %d steps", cfg.max_seconds, step, cfg.steps)
             break
-        qs, ds = [], []
+        qs, ds, group_pairs = [], [], []
         for _ in range(cfg.groups_per_step):
             if not order:  # a new pass over the positives, in a seeded order
                 order = positives.copy()
@@ -132,11 +157,14 @@ def finetune(
             negs = rng.sample(pools[qid], cfg.group_size - 1)
             qs += [queries[qid]] * cfg.group_size
             ds += [docs[pos]] + [docs[n] for n in negs]
+            group_pairs += [(qid, d) for d in [pos, *negs]]
         enc = encode(tokenizer, qs, ds, cfg.max_length, max_query_share=cfg.max_query_share).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(**enc).logits[:, 0]
         scores = logits.float().view(cfg.groups_per_step, cfg.group_size)
-        loss = torch.nn.functional.cross_entropy(scores, torch.zeros(cfg.groups_per_step, dtype=torch.long, device=device))
+        loss = group_loss(scores, cfg, None if teacher is None else
+                          torch.tensor([teacher[p] for p in group_pairs], dtype=torch.float32,
+                                       device=device).view_as(scores))
         mult = linear_schedule(step, cfg.warmup_steps, cfg.steps)
         for g, lr in zip(opt.param_groups, base_lrs):
             g["lr"] = lr * mult
@@ -160,11 +188,44 @@ def finetune(
         "config": asdict(cfg),
         "bf16": bf16,
         "numerics": numerics,
+        "loss": cfg.loss,
         "n_positives": len(positives),
         "n_queries": len(pools),
         "truncated_queries": truncation["truncated_queries"],
         "truncation": truncation,
     }
+
+
+def group_loss(scores, cfg: FinetuneConfig, teacher_scores=None):
+    """The loss of [groups, G] student scores whose column 0 is the positive (module docstring: ``cfg.loss``);
+    ``teacher_scores`` [groups, G] are the teacher's raw scores (divided by ``cfg.temperature`` here)."""
+    import torch
+    import torch.nn.functional as F
+
+    ce = F.cross_entropy(scores, torch.zeros(scores.shape[0], dtype=torch.long, device=scores.device))
+    if cfg.loss == "contrastive":
+        return ce
+    log_p_student = F.log_softmax(scores, dim=-1)
+    log_p_teacher = F.log_softmax(teacher_scores / cfg.temperature, dim=-1)
+    kl = F.kl_div(log_p_student, log_p_teacher, log_target=True, reduction="batchmean")
+    return kl if cfg.loss == "distill" else kl + cfg.positive_weight * ce
+
+
+def teacher_pairs(positives, pools) -> list[tuple[str, str]]:
+    """Every (query, doc) pair a training group can hold: each query's positives and its negative pool."""
+    pairs = set(positives)
+    for qid, negs in pools.items():
+        pairs.update((qid, d) for d in negs)
+    return sorted(pairs)
+
+
+def teacher_scores(model, tokenizer, queries: dict, docs: dict, pairs, options=None) -> dict[tuple[str, str], float]:
+    """The teacher's score of every pair (:func:`irneurons.rankers.scoring.score_pairs`: a bi-encoder embeds
+    each distinct query and document once); {(qid, doc_id): score}."""
+    from irneurons.rankers.scoring import score_pairs
+
+    scores = score_pairs(model, tokenizer, [queries[q] for q, _ in pairs], [docs[d] for _, d in pairs], options)
+    return {p: float(s) for p, s in zip(pairs, scores)}
 
 
 def save_train_log(path, info: dict) -> None:
@@ -242,4 +303,33 @@ def training_data(tables: list[dict], group_size: int, pseudo_queries: int = 0, 
         docs.update({pre + d: text for d, text in zip(t["docs"]["doc_id"], t["docs"]["text"])})
         positives += [(pre + q, pre + d) for q, d in pos]
         pools.update({pre + q: [pre + d for d in ds] for q, ds in pool.items()})
-    return queries, docs, positives, pools
+    return TrainingData(queries, docs, positives, pools)
+
+
+def training_tables(queries, qrels, candidates, docs, relevant_min_grade: dict[str, int]) -> list[dict]:
+    """The :func:`training_data` tables of the fine-tuning rules' inputs (parallel lists of parquet paths, one per
+    in-domain dataset, each under ``.../<dataset>/``); ``relevant_min_grade``: per dataset name."""
+    from pathlib import Path
+
+    return [
+        {"name": Path(q).parent.name, "queries": pd.read_parquet(q), "qrels": pd.read_parquet(r),
+         "candidates": pd.read_parquet(c), "docs": pd.read_parquet(d),
+         "relevant_min_grade": relevant_min_grade[Path(q).parent.name]}
+        for q, r, c, d in zip(queries, qrels, candidates, docs)
+    ]
+
+
+def save_teacher_scores(path, scores: dict[tuple[str, str], float], provenance: dict | None = None) -> None:
+    """``teacher_scores.parquet``: one row (qid, doc_id, score) per training pair, provenance in its metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = pd.DataFrame([(q, d, s) for (q, d), s in scores.items()], columns=["qid", "doc_id", "score"])
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    meta = {**(table.schema.metadata or {}), b"irneurons.provenance": json.dumps(provenance or {}).encode()}
+    pq.write_table(table.replace_schema_metadata(meta), path)
+
+
+def load_teacher_scores(path) -> dict[tuple[str, str], float]:
+    frame = pd.read_parquet(path)
+    return {(q, d): float(s) for q, d, s in zip(frame["qid"], frame["doc_id"], frame["score"])}
