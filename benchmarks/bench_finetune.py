@@ -89,7 +89,7 @@ def main():
     ap.add_argument("--data", type=Path, default=Path("results/default/data"))
     ap.add_argument("--model", default=M.PYPI_MINILM)
     ap.add_argument("--recipes", default="contrastive-500,distill-200,distill_positives-200",
-                    help="comma-separated RECIPE-STEPS[-LR_ENCODER]; recipes: " + ", ".join(RECIPES))
+                    help="comma-separated RECIPE-STEPS[@LR_ENCODER]; recipes: " + ", ".join(RECIPES))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pseudo-queries", type=int, default=1000)
     ap.add_argument("--temperature", type=float, default=0.05)
@@ -118,7 +118,8 @@ def main():
     print(f"teacher: {len(pairs)} training pairs scored in {teacher_seconds:.1f} s", flush=True)
     del teacher_net
     for spec in args.recipes.split(","):
-        name, steps, *lr = spec.split("-")
+        name, rest = spec.split("-", 1)
+        steps, *lr = rest.split("@")
         cfg = replace(base, steps=int(steps), **RECIPES[name], **({"lr_encoder": float(lr[0])} if lr else {}))
         net, tok = M.load_cross_encoder(args.model, num_labels=1, device=device, seed=cfg.seed)
         info = FT.finetune(net, tok, FT.TrainingData(queries, docs, positives, pools), cfg, progress=False,

