@@ -30,9 +30,6 @@ from irneurons.retrieval import evaluation as E
 from irneurons.retrieval import finetune as FT
 from irneurons.study.statistics import paired_tests
 
-DEPTH = {"cranfield": 100, "vaswani": 50}
-GRADE_LEVEL = {"cranfield": 1, "vaswani": 1}
-
 
 def cpu_name() -> str:
     try:
@@ -46,20 +43,21 @@ def cpu_name() -> str:
 
 
 def load_tables(data: Path, name: str) -> dict:
+    """The workflow's tables of one dataset (``<data>/<name>/*.parquet``), as fine-tuning reads them."""
     d = data / name
-    return {"name": name, "queries": pd.read_parquet(d / "queries.parquet"), "qrels": pd.read_parquet(d / "qrels.parquet"),
-            "candidates": pd.read_parquet(d / "candidates.parquet"), "docs": pd.read_parquet(d / "docs.parquet")}
+    paths = [[d / f"{table}.parquet"] for table in ("queries", "qrels", "candidates", "docs")]
+    return FT.training_tables(*paths, {name: 1})[0]
 
 
-def test_pairs(t: dict) -> pd.DataFrame:
+def held_out_candidates(t: dict) -> pd.DataFrame:
+    """The test queries' first-stage candidates (the candidates file holds the dataset's configured depth)."""
     test = set(t["queries"].loc[t["queries"]["split"] == "test", "qid"])
-    cand = t["candidates"]
-    return cand[cand["qid"].isin(test) & (cand["rank"] <= DEPTH[t["name"]])].reset_index(drop=True)
+    return t["candidates"][t["candidates"]["qid"].isin(test)].reset_index(drop=True)
 
 
 def evaluate(net, tok, t: dict, opts: ScoringOptions) -> tuple[pd.Series, pd.Series]:
     """Per-query nDCG@10 of the model and of BM25 on the test queries."""
-    cand = test_pairs(t)
+    cand = held_out_candidates(t)
     q = t["queries"].set_index("qid")["text"]
     d = t["docs"].set_index("doc_id")["text"]
     scores = score_pairs(net, tok, q[cand["qid"]].tolist(), d[cand["doc_id"]].tolist(), opts)

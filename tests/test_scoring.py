@@ -134,3 +134,29 @@ def test_load_ranker_takes_a_spec_a_kind_or_nothing(tmp_path):
     assert np.array_equal(scoring.score_pairs(loaded, tok, qs, ps), dot)
     with pytest.raises(ValueError, match="spec must be a RankerSpec"):
         model.load_ranker(model.PYPI_MINILM, 3)
+
+
+@pytest.mark.parametrize("model_type", ["bert", "t5", "qwen2", "deberta-v2"])
+def test_sdpa_block_scores_as_eager_and_restores_eager(model_type):
+    """SDPA inside the block, the eager kernel again after it (DeBERTa-v2 cannot switch and stays eager); the same
+    forward with an FFN unit zeroed gives the same logits under both kernels up to float rounding."""
+    from irneurons.study.pruning import Pruning
+
+    t = testing.tiny(model_type, dtype=torch.float32)
+    ids = t.input_ids[:, 0] if t.input_ids.dim() == 3 else t.input_ids
+    mask = t.attention_mask[:, 0] if t.attention_mask.dim() == 3 else t.attention_mask
+    kw = {"input_ids": ids, "attention_mask": mask}
+    if t.model.config.is_encoder_decoder:
+        kw["decoder_input_ids"] = torch.zeros(ids.shape[0], 1, dtype=torch.long)
+
+    def logits():
+        with torch.no_grad(), Pruning(t.model, ffn=[(0, 1), (1, 3)]):
+            return t.model(**kw).logits
+
+    eager = logits()
+    with model.attention_implementation(t.model, "sdpa") as used:
+        assert model.attention_of(t.model) == used
+        fused = logits()
+    assert used == ("eager" if model_type == "deberta-v2" else "sdpa")
+    assert model.attention_of(t.model) == "eager"
+    torch.testing.assert_close(fused, eager, atol=1e-5, rtol=1e-5)

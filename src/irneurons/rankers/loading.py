@@ -310,4 +310,3 @@ def load_from_ref(ref: dict, device: str = "cpu"):
     """(model, tokenizer) for a ``model.json`` record; the tokenizer carries its query-truncation policy."""
     return load_ranker(ref["source"], spec_from_ref(ref), num_labels=ref.get("num_labels"), device=device,
                        max_query_share=ref.get("max_query_share", DEFAULT_QUERY_SHARE))
-
